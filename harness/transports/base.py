@@ -1,0 +1,182 @@
+"""The contract every transport (local, ssh, adb, ...) fulfils.
+
+The engine only ever talks to a device through these few calls, so a board
+reached over SSH and this host behave the same: only the profile differs.
+Commands are argument lists; a transport that goes through a shell quotes them
+itself (``shlex.join``), so no caller ever concatenates user input into a
+command string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import TransferError
+
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command left behind."""
+
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.stderr.splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """Outcome of a push: where the file is, its verified hash, and whether
+    the upload was skipped because the device already held that content."""
+
+    remote: str
+    sha256: str
+    size_bytes: int
+    skipped: bool
+    duration_s: float
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def safe_local_name(local_dir: Path, remote: str) -> Path:
+    """Where a pulled file may land: inside local_dir, never outside it.
+
+    The device chooses file names we pull; a name like ``../../.bashrc`` or an
+    absolute path must not escape the folder the user gave us.
+    """
+    name = posixpath.basename(remote.rstrip("/"))
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise TransferError(f"refusing to pull {remote!r}: its file name is not a plain name")
+    target = (local_dir / name).resolve()
+    if target.parent != local_dir.resolve():
+        raise TransferError(f"refusing to pull {remote!r}: it would land outside {local_dir}")
+    return target
+
+
+class Transport(ABC):
+    """One open link to one device, reused for the whole session."""
+
+    #: short kind name as used in profiles ("local", "ssh", "adb")
+    kind: str = "abstract"
+
+    def __init__(self, device_name: str) -> None:
+        self.device_name = device_name
+
+    @abstractmethod
+    def run(
+        self,
+        argv: Sequence[str],
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        """Run argv on the device and wait for it.
+
+        Raises CommandTimeout when it does not finish in timeout_s (the
+        command is killed); a non-zero exit is NOT an exception: look at rc.
+        """
+
+    @abstractmethod
+    def remote_sha256(self, remote: str) -> str | None:
+        """sha256 of a file on the device, or None when it does not exist."""
+
+    @abstractmethod
+    def _upload(self, local: Path, remote_tmp: str) -> None:
+        """Copy bytes to remote_tmp (parent exists). No verification here."""
+
+    @abstractmethod
+    def pull(self, remote: str, local_dir: Path) -> Path:
+        """Copy a device file into local_dir (see safe_local_name)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the link. Safe to call twice."""
+
+    # -- shared behaviour -------------------------------------------------
+
+    def mkdir(self, remote_dir: str) -> None:
+        res = self.run(["mkdir", "-p", "--", remote_dir], timeout_s=30)
+        if not res.ok:
+            raise TransferError(
+                f"{self.device_name}: cannot create {remote_dir!r} on the device: "
+                f"{res.stderr.strip() or res.stdout.strip()}"
+            )
+
+    def push(self, local: Path, remote: str, sha256: str | None = None) -> PushResult:
+        """Upload local to remote, verified by sha256 on the device.
+
+        Skipped (one round trip) when the device already has that content.
+        The upload goes to a temporary name and is renamed only after its hash
+        matches, so an interrupted or corrupted transfer never leaves a file
+        that looks complete.
+        """
+        import time
+
+        t0 = time.perf_counter()
+        local = Path(local)
+        want = sha256 or sha256_file(local)
+        size = local.stat().st_size
+        if self.remote_sha256(remote) == want:
+            return PushResult(remote, want, size, True, time.perf_counter() - t0)
+        parent = posixpath.dirname(remote)
+        if parent:
+            self.mkdir(parent)
+        tmp = f"{remote}.part-{want[:12]}"
+        self._upload(local, tmp)
+        got = self.remote_sha256(tmp)
+        if got != want:
+            self.run(["rm", "-f", "--", tmp], timeout_s=30)
+            raise TransferError(
+                f"{self.device_name}: {local.name} arrived corrupted at {remote!r}: "
+                f"sha256 on device {got} != local {want}; the partial file was removed, "
+                "push again (check the link and the device's free space)"
+            )
+        res = self.run(["mv", "-f", "--", tmp, remote], timeout_s=30)
+        if not res.ok:
+            raise TransferError(
+                f"{self.device_name}: cannot rename {tmp!r} to {remote!r}: {res.stderr.strip()}"
+            )
+        return PushResult(remote, want, size, False, time.perf_counter() - t0)
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def parse_sha256sum(device_name: str, remote: str, res: CommandResult) -> str | None:
+    """Read `sha256sum FILE` output; None when the file is missing."""
+    if res.rc != 0:
+        text = (res.stderr + res.stdout).lower()
+        if "no such file" in text or "not found" in text or "cannot open" in text:
+            return None
+        raise TransferError(
+            f"{device_name}: sha256sum {remote!r} failed (rc={res.rc}): {res.stderr.strip()}; "
+            "the device needs coreutils/toybox sha256sum"
+        )
+    first = res.stdout.strip().split()
+    if not first or len(first[0]) != 64:
+        raise TransferError(f"{device_name}: unexpected sha256sum output {res.stdout!r}")
+    return first[0].lower()
