@@ -90,7 +90,10 @@ class Section:
 class RunSettings:
     """How the benchmark runs on this device (LoadGen-style stopping rule)."""
 
-    workdir: str = "/tmp/gem-hil"
+    # Relative to the login directory on the device (the home of the SSH user,
+    # a private folder for `local`): a fixed /tmp path could be pre-created by
+    # another user of the board.
+    workdir: str = "gem-hil"
     python: str = "python3"
     threads: int = 1
     model: str = "tiny"

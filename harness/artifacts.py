@@ -1,0 +1,87 @@
+"""Model artifacts as the harness sees them: a folder with a manifest.
+
+Building goes through gem (and torch) only on a cache miss, and only when
+asked: loading an existing artifact imports neither, so a device-only run does
+not pay for torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ArtifactError
+
+
+@dataclass(frozen=True)
+class LocalArtifact:
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest["sha256"]
+
+    @property
+    def label(self) -> str:
+        return f"{self.manifest['model']}-{self.manifest['variant']}"
+
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        return self.manifest["files"]
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(int(f["size_bytes"]) for f in self.files) + sum(
+            (self.folder / name).stat().st_size for name in ("manifest.json",
+                                                              self.manifest["reference"]["file"]))
+
+    def upload_list(self) -> list[tuple[Path, str | None]]:
+        """Every file the device needs, with its known sha256 where the manifest has it."""
+        out: list[tuple[Path, str | None]] = [(self.folder / f["name"], f["sha256"])
+                                              for f in self.files]
+        out.append((self.folder / self.manifest["reference"]["file"], None))
+        out.append((self.folder / "manifest.json", None))
+        return out
+
+
+def load_artifact(folder: Path) -> LocalArtifact:
+    path = Path(folder) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read the artifact manifest ({exc.strerror}); "
+                            "build it with `gem-hil build`") from None
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc}); rebuild the artifact") from None
+    for key in ("model", "variant", "format", "files", "sha256", "entrypoint", "reference"):
+        if key not in manifest:
+            raise ArtifactError(f"{path}: manifest lacks {key!r}; rebuild the artifact")
+    return LocalArtifact(Path(folder), manifest)
+
+
+def build_artifact(model: str, variant: str, fmt: str = "onnx",
+                   cache_dir: Path | None = None) -> LocalArtifact:
+    """Build (or fetch from the content-hash cache) the GEM artifact."""
+    try:
+        from gem.artifacts import build_artifact as gem_build
+    except ImportError as exc:
+        raise ArtifactError(
+            f"building a {model}-{variant} {fmt} artifact needs the build extra ({exc}); "
+            "install torch==2.13.0 first, then: pip install -e '.[build]'"
+        ) from None
+    try:
+        folder = gem_build(model=model, variant=variant, fmt=fmt, cache_dir=cache_dir)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ArtifactError(f"cannot build {model}-{variant} ({fmt}): {exc}") from None
+    return load_artifact(folder)
+
+
+#: which artifact format each runtime consumes
+FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "litert": "tflite", "coreml": "coreml"}
+
+
+def format_for_runtime(runtime: str) -> str:
+    return FORMAT_FOR_RUNTIME[runtime]

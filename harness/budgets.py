@@ -1,0 +1,187 @@
+"""Budgets, the metrics they can name, and pass / fail / inconclusive verdicts.
+
+A verdict compares a confidence interval with a limit, not a point estimate:
+pass when the whole interval is within the limit, fail when the whole interval
+is beyond it, inconclusive otherwise. A gate that flips on noise gets ignored;
+one that says "not sure yet, take more samples" does not.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import ConfigError, UnknownMetricError
+
+if TYPE_CHECKING:
+    from harness.profiles import Section
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str
+    direction: str  # "max": measured must stay at or under the limit; "min": at or over
+    timing: bool  # a wall-clock figure: meaningless on an emulator
+    description: str
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("latency_p50_ms", "ms", "max", True, "median per-inference latency"),
+    Metric("latency_p90_ms", "ms", "max", True, "90th percentile latency"),
+    Metric("latency_p95_ms", "ms", "max", True, "95th percentile latency"),
+    Metric("latency_p99_ms", "ms", "max", True, "99th percentile latency"),
+    Metric("latency_mean_ms", "ms", "max", True, "mean latency"),
+    Metric("cold_start_ms", "ms", "max", True, "session creation + first inference"),
+    Metric("peak_rss_mb", "MB", "max", False, "peak resident memory of the agent (VmHWM)"),
+    Metric("model_size_mb", "MB", "max", False, "artifact size on the device"),
+    Metric("parity_max_abs_diff", "1", "max", False,
+           "max |device output - reference output|"),
+    Metric("top1_agreement", "1", "min", False,
+           "fraction of reference rows whose argmax matches"),
+    Metric("energy_per_inference_mj", "mJ", "max", True, "energy per inference above idle"),
+)}
+
+
+def unknown_metric(name: str, where: str) -> UnknownMetricError:
+    return UnknownMetricError(
+        f"{where}: unknown budget metric {name!r}; known metrics: {', '.join(sorted(METRICS))}"
+    )
+
+
+def check_budget_table(table: Section) -> dict[str, float]:
+    """Validate one [budgets.X] table from a profile."""
+    out: dict[str, float] = {}
+    for key in list(table.data):
+        if key not in METRICS:
+            raise unknown_metric(key, table.where(key))
+        out[key] = table.get(key, float)
+    return out
+
+
+def parse_budget_override(text: str) -> tuple[str, float]:
+    """`latency_p95_ms=40` from the command line."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep:
+        raise ConfigError(f"--budget {text!r}: expected METRIC=VALUE, e.g. latency_p95_ms=40")
+    if name not in METRICS:
+        raise unknown_metric(name, f"--budget {text!r}")
+    try:
+        limit = float(value)
+    except ValueError:
+        raise ConfigError(f"--budget {text!r}: {value!r} is not a number") from None
+    if math.isnan(limit):
+        raise ConfigError(f"--budget {text!r}: NaN is not a limit")
+    return name, limit
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measured value with the interval it is known to within."""
+
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    @classmethod
+    def exact(cls, value: float | None) -> Measurement:
+        return cls(value, value, value)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    metric: str
+    unit: str
+    direction: str
+    limit: float
+    measured: float | None
+    ci_low: float | None
+    ci_high: float | None
+    verdict: str  # pass | fail | inconclusive | recorded
+    source: str  # profile | cli | emulator
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def message(self, device: str, artifact: str) -> str:
+        op = "<=" if self.direction == "max" else ">="
+        ci = (f"[{_fmt(self.ci_low)}, {_fmt(self.ci_high)}]"
+              if self.ci_low is not None else "n/a")
+        return (f"{self.verdict.upper()}: device {device}, artifact {artifact}: {self.metric} "
+                f"measured {_fmt(self.measured)} {self.unit} (95% CI {ci}), limit {op} "
+                f"{_fmt(self.limit)} {self.unit} [{self.source}]"
+                + (f" - {self.reason}" if self.reason else ""))
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "null"
+    return f"{x:.4g}"
+
+
+def decide(metric: Metric, limit: float, m: Measurement) -> tuple[str, str]:
+    if m.value is None:
+        return "inconclusive", "not measured on this device (no sensor or no data)"
+    lo = m.ci_low if m.ci_low is not None else m.value
+    hi = m.ci_high if m.ci_high is not None else m.value
+    if metric.direction == "max":
+        if hi <= limit:
+            return "pass", ""
+        if lo > limit:
+            return "fail", ""
+    else:
+        if lo >= limit:
+            return "pass", ""
+        if hi < limit:
+            return "fail", ""
+    return "inconclusive", "the confidence interval straddles the limit: take more samples " \
+                           "(raise [run] min_count / min_duration_s)"
+
+
+def evaluate(budgets: Mapping[str, float], measurements: Mapping[str, Measurement],
+             sources: Mapping[str, str], emulated: bool = False,
+             emulator_budgets: Mapping[str, float] | None = None) -> list[Verdict]:
+    """One verdict per budget.
+
+    On an emulated device wall-clock metrics are recorded, not gated: TCG
+    timings say nothing about the real board. A profile can still gate them
+    against an emulator budget of its own ([budgets.emulator]).
+    """
+    emulator_budgets = emulator_budgets or {}
+    out = []
+    names = list(budgets) + [n for n in emulator_budgets if n not in budgets]
+    for name in names:
+        metric = METRICS[name]
+        m = measurements.get(name, Measurement(None))
+        source = sources.get(name, "profile")
+        if emulated and metric.timing:
+            if name in emulator_budgets and source != "cli":
+                limit, source = emulator_budgets[name], "emulator"
+            elif source == "cli":
+                limit = budgets[name]
+            else:
+                out.append(Verdict(name, metric.unit, metric.direction, budgets[name], m.value,
+                                   m.ci_low, m.ci_high, "recorded", source,
+                                   "emulated device: timing recorded, not gated"))
+                continue
+        else:
+            if name not in budgets:
+                continue
+            limit = budgets[name]
+        verdict, reason = decide(metric, limit, m)
+        out.append(Verdict(name, metric.unit, metric.direction, limit, m.value, m.ci_low,
+                           m.ci_high, verdict, source, reason))
+    return out
+
+
+def overall(verdicts: Iterable[Verdict | Mapping[str, Any]]) -> str:
+    kinds = {v["verdict"] if isinstance(v, Mapping) else v.verdict for v in verdicts}
+    if "fail" in kinds:
+        return "fail"
+    if "inconclusive" in kinds:
+        return "inconclusive"
+    return "pass"

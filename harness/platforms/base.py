@@ -1,0 +1,34 @@
+"""The Platform contract used by the bench engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.profiles import DeviceProfile
+    from harness.transports.base import Transport
+
+
+class Platform:
+    """Default behaviour for a POSIX device with a Python 3 for the agent."""
+
+    name = "posix"
+
+    def __init__(self, profile: DeviceProfile) -> None:
+        self.profile = profile
+
+    def prepare(self, transport: Transport) -> dict[str, Any]:
+        """Condition the device before a run; returns what was done (for the
+        fingerprint), so a reader knows the state the numbers were taken in."""
+        return {}
+
+    def agent_argv(self, agent_remote: str, args: Sequence[str]) -> list[str]:
+        return [self.profile.run.python, agent_remote, *args]
+
+    def fingerprint(self, transport: Transport) -> dict[str, Any]:
+        return {}
+
+    def finish(self, transport: Transport) -> dict[str, Any]:
+        """Undo conditioning after a run; returns extra facts for the record."""
+        return {}

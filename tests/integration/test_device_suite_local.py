@@ -1,0 +1,91 @@
+"""`pytest --device=local` and `gem-hil bench` as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.record import schema_errors
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(argv: list[str], tmp_path: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=_env(tmp_path), stdin=subprocess.DEVNULL)
+
+
+def _env(tmp_path: Path) -> dict:
+    import os
+
+    env = dict(os.environ)
+    env["GEM_HIL_LOCAL_HOME"] = str(tmp_path / "device-home")
+    return env
+
+
+def pytest_argv(tmp_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "tests/device", "-q", "-p", "no:cacheprovider",
+            "--report-dir", str(tmp_path / "reports"), *extra]
+
+
+@pytest.mark.slow
+def test_broken_budget_fails_the_run_with_a_readable_message(tmp_path):
+    res = run(pytest_argv(tmp_path, "--device=local", "--budget", "latency_p95_ms=0.001"),
+              tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    line = next(ln for ln in out.splitlines() if "FAIL: device local" in ln)
+    # device, artifact, metric, measured value, limit and confidence interval
+    for part in ("artifact tiny-int8", "latency_p95_ms measured", "95% CI [", "limit <= 0.001"):
+        assert part in line, line
+    assert "gem-hil budgets" in out  # the terminal summary table
+    records = list((tmp_path / "reports").rglob("*.json"))
+    assert len(records) == 1
+    rec = json.loads(records[0].read_text())
+    assert rec["overall_verdict"] == "fail" and schema_errors(rec) == []
+
+
+def test_unknown_device_lists_available_names(tmp_path):
+    res = run(pytest_argv(tmp_path, "--device=nosuchboard"), tmp_path)
+    assert res.returncode != 0
+    assert "unknown device 'nosuchboard'" in res.stderr
+    assert "local" in res.stderr and "pi4" in res.stderr
+
+
+def test_unknown_budget_metric_is_a_usage_error(tmp_path):
+    res = run(pytest_argv(tmp_path, "--budget", "latency_p97_ms=3"), tmp_path)
+    assert res.returncode == 4  # pytest's usage-error exit code
+    assert "unknown budget metric 'latency_p97_ms'" in res.stderr
+    assert "latency_p95_ms" in res.stderr  # and it says what is known
+
+
+@pytest.mark.slow
+def test_cli_bench_json_prints_a_valid_record(tmp_path):
+    res = run([sys.executable, "-m", "harness.cli", "bench", "--device", "local", "--json",
+               "--report-dir", str(tmp_path / "reports")], tmp_path)
+    assert res.returncode == 0, res.stderr
+    rec = json.loads(res.stdout)
+    assert schema_errors(rec) == []
+    assert rec["device"]["name"] == "local" and rec["overall_verdict"] == "pass"
+    written = list((tmp_path / "reports").rglob("*.json"))
+    assert [json.loads(p.read_text())["record_id"] for p in written] == [rec["record_id"]]
+
+
+def test_cli_devices_lists_every_profile(tmp_path):
+    res = run([sys.executable, "-m", "harness.cli", "devices"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    names = {line.split()[0] for line in res.stdout.splitlines()[1:]}
+    expected = {p.stem for p in (REPO / "targets").glob("*.toml")}
+    assert names == expected
+
+
+def test_cli_devices_check_reaches_local(tmp_path):
+    res = run([sys.executable, "-m", "harness.cli", "devices", "--check"], tmp_path)
+    local = next(ln for ln in res.stdout.splitlines() if ln.startswith("local "))
+    assert local.rstrip().endswith("yes")
+    pi4 = next(ln for ln in res.stdout.splitlines() if ln.startswith("pi4 "))
+    assert " no" in pi4  # pi4.local does not exist here: reported, not crashed

@@ -1,0 +1,67 @@
+"""A small real ONNX artifact made without torch, for engine tests.
+
+Engine and fault tests need an artifact that loads in onnxruntime and has a
+manifest and references, but not GEM's build time; this one is a genuine
+embedding-mean-linear classifier written with onnx.helper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def make_artifact(folder: Path, num_classes: int = 4, seed: int = 0, vocab: int = 260,
+                  dim: int = 16) -> Path:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    emb = rng.standard_normal((vocab, dim)).astype(np.float32)
+    w = rng.standard_normal((dim, num_classes)).astype(np.float32)
+    b = rng.standard_normal((num_classes,)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
+         helper.make_node("ReduceMean", ["h", "axes"], ["pooled"], keepdims=0),
+         helper.make_node("MatMul", ["pooled", "w"], ["mm"]),
+         helper.make_node("Add", ["mm", "b"], ["logits"])],
+        "tiny_classifier",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", num_classes])],
+        [numpy_helper.from_array(emb, "emb"), numpy_helper.from_array(w, "w"),
+         numpy_helper.from_array(b, "b"),
+         numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path = folder / "model.onnx"
+    onnx.save(model, str(model_path))
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    inputs, outputs = [], []
+    for n in (8, 16, 32):
+        ids = rng.integers(4, 260, size=(1, n), dtype=np.int64)
+        inputs.append({"input_ids": ids.tolist()})
+        outputs.append({"logits": sess.run(["logits"], {"input_ids": ids})[0].tolist()})
+    (folder / "reference.json").write_text(json.dumps({"inputs": inputs, "outputs": outputs}))
+    data = model_path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    files = [{"name": "model.onnx", "sha256": sha, "size_bytes": len(data)}]
+    manifest = {
+        "manifest_version": 1, "model": "fixture", "variant": "fp32", "format": "onnx",
+        "files": files, "entrypoint": "model.onnx",
+        "sha256": hashlib.sha256(f"model.onnx:{sha}".encode()).hexdigest(),
+        "opset": 18,
+        "inputs": [{"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]}],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", num_classes]}],
+        "checked_with": {"onnxruntime": ort.__version__},
+        "reference": {"file": "reference.json", "atol": 1e-5},
+        "params_total": int(emb.size + w.size + b.size), "params_active_per_token": dim,
+        "num_classes": num_classes, "max_len_tokens": 512, "vocab_size": vocab, "pad_id": 0,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return folder

@@ -1,0 +1,96 @@
+"""The on-device agent, run as it runs on a device: a copied file in a subprocess."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+AGENT = Path(__file__).resolve().parents[2] / "firmware" / "agent" / "gem_agent.py"
+ALLOWED = {"__future__", "argparse", "json", "os", "platform", "sys", "threading", "time",
+           "traceback", "resource", "numpy", "onnxruntime"}
+
+
+def run_agent(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[int, dict, str]:
+    copy = tmp_path / "device" / "gem_agent.py"
+    copy.parent.mkdir(exist_ok=True)
+    shutil.copy(AGENT, copy)
+    # -I: isolated mode, no project on sys.path, as on a device
+    res = subprocess.run([sys.executable, "-I", str(copy), *args], capture_output=True,
+                         text=True, timeout=timeout, cwd=copy.parent)
+    lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"exactly one JSON line expected, got {res.stdout!r}"
+    return res.returncode, json.loads(lines[0]), res.stderr
+
+
+def test_agent_imports_nothing_from_the_project():
+    tree = ast.parse(AGENT.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add((node.module or "").split(".")[0])
+    assert names <= ALLOWED, names - ALLOWED
+
+
+def test_usage_error_is_a_json_record(tmp_path):
+    rc, rec, _ = run_agent(tmp_path, "--min-count", "many")
+    assert rc == 2 and rec["ok"] is False and rec["error"]["kind"] == "usage"
+
+
+def test_missing_artifact_is_a_json_record(tmp_path):
+    rc, rec, _ = run_agent(tmp_path, "--artifact-dir", str(tmp_path / "nothing"))
+    assert rc == 4 and rec["error"]["kind"] == "artifact"
+    assert "manifest" in rec["error"]["message"]
+
+
+def test_stops_when_both_minimums_are_met(tmp_path, fixture_artifact):
+    rc, rec, err = run_agent(tmp_path, "--artifact-dir", str(fixture_artifact.folder),
+                             "--min-count", "30", "--min-duration-s", "0.3",
+                             "--max-count", "10000000", "--warmup-count", "3")
+    assert rc == 0, err
+    run = rec["run"]
+    assert run["stopped_by"] == "min_reached" and run["min_count_met"] and run["min_duration_met"]
+    assert run["duration_s"] >= 0.3 and len(rec["latency_samples_ns"]) == run["count"] >= 30
+    assert len(rec["warmup_samples_ns"]) == 3
+    assert rec["parity"]["passed"] and rec["peak_rss_kb"] > 1000
+
+
+@pytest.mark.parametrize(("args", "stopped_by", "valid_count", "valid_duration"), [
+    (["--min-count", "10", "--max-count", "10", "--min-duration-s", "5",
+      "--max-duration-s", "30"], "max_count", True, False),
+    (["--min-count", "10000000", "--max-count", "10000000", "--min-duration-s", "0.2",
+      "--max-duration-s", "0.2"], "max_duration", False, True),
+])
+def test_caps_end_the_run_and_say_so(tmp_path, fixture_artifact, args, stopped_by,
+                                     valid_count, valid_duration):
+    rc, rec, err = run_agent(tmp_path, "--artifact-dir", str(fixture_artifact.folder), *args)
+    assert rc == 0, err
+    assert rec["run"]["stopped_by"] == stopped_by
+    assert rec["run"]["min_count_met"] is valid_count
+    assert rec["run"]["min_duration_met"] is valid_duration
+
+
+def test_sysfs_sampling_during_the_window(tmp_path, fixture_artifact):
+    probe = tmp_path / "power1_input"
+    probe.write_text("1234567\n")
+    rc, rec, err = run_agent(tmp_path, "--artifact-dir", str(fixture_artifact.folder),
+                             "--min-count", "5", "--min-duration-s", "0.2",
+                             "--sample-path", str(probe), "--sample-interval-ms", "20")
+    assert rc == 0, err
+    samples = rec["sysfs_samples"][str(probe)]
+    assert len(samples) >= 3 and all(v == "1234567" for _, v in samples)
+    w0, w1 = rec["window_monotonic_ns"]
+    assert samples[0][0] <= w0 + 10**9 and samples[-1][0] >= w1
+
+
+def test_seq_len_beyond_model_is_refused(tmp_path, fixture_artifact):
+    rc, rec, _ = run_agent(tmp_path, "--artifact-dir", str(fixture_artifact.folder),
+                           "--seq-len-tokens", "100000")
+    assert rc == 2 and "max_len_tokens" in rec["error"]["message"]

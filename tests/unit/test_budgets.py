@@ -1,0 +1,76 @@
+"""Verdict logic: the interval decides, not the point estimate."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.budgets import (
+    METRICS,
+    Measurement,
+    Verdict,
+    decide,
+    evaluate,
+    overall,
+    parse_budget_override,
+)
+from harness.errors import ConfigError, UnknownMetricError
+
+P95 = METRICS["latency_p95_ms"]
+TOP1 = METRICS["top1_agreement"]
+
+
+@pytest.mark.parametrize(("ci", "expected"), [
+    ((8.0, 9.0), "pass"),      # whole interval under the limit
+    ((10.5, 12.0), "fail"),    # whole interval over
+    ((9.5, 10.5), "inconclusive"),
+    ((9.0, 10.0), "pass"),     # at the limit counts as within
+])
+def test_max_metric_verdicts(ci, expected):
+    verdict, _ = decide(P95, 10.0, Measurement((ci[0] + ci[1]) / 2, *ci))
+    assert verdict == expected
+
+
+def test_min_metric_is_mirrored():
+    assert decide(TOP1, 1.0, Measurement.exact(1.0))[0] == "pass"
+    assert decide(TOP1, 1.0, Measurement.exact(0.75))[0] == "fail"
+
+
+def test_missing_measurement_is_inconclusive_not_pass():
+    verdict, reason = decide(METRICS["energy_per_inference_mj"], 5.0, Measurement(None))
+    assert verdict == "inconclusive" and "not measured" in reason
+
+
+def test_emulated_timing_is_recorded_not_gated():
+    m = {"latency_p95_ms": Measurement(500.0, 450.0, 550.0),
+         "peak_rss_mb": Measurement.exact(90.0)}
+    v = evaluate({"latency_p95_ms": 100.0, "peak_rss_mb": 80.0}, m, {}, emulated=True)
+    by = {x.metric: x.verdict for x in v}
+    assert by == {"latency_p95_ms": "recorded", "peak_rss_mb": "fail"}
+    assert overall(v) == "fail"
+    v = evaluate({"latency_p95_ms": 100.0}, m, {}, emulated=True,
+                 emulator_budgets={"latency_p95_ms": 1000.0})
+    assert [(x.verdict, x.source) for x in v] == [("pass", "emulator")]
+
+
+def test_cli_override_parsing():
+    assert parse_budget_override("latency_p95_ms=40") == ("latency_p95_ms", 40.0)
+    with pytest.raises(UnknownMetricError, match="known metrics: .*latency_p95_ms"):
+        parse_budget_override("latency_p96_ms=40")
+    with pytest.raises(ConfigError, match="expected METRIC=VALUE"):
+        parse_budget_override("latency_p95_ms")
+    with pytest.raises(ConfigError, match="not a number"):
+        parse_budget_override("latency_p95_ms=fast")
+
+
+def test_failure_message_names_everything():
+    v = Verdict("latency_p95_ms", "ms", "max", 0.001, 2.5, 2.4, 2.6, "fail", "cli", "")
+    msg = v.message("pi4", "edge-int8")
+    for part in ("pi4", "edge-int8", "latency_p95_ms", "2.5", "0.001", "[2.4, 2.6]"):
+        assert part in msg
+
+
+def test_overall_precedence():
+    mk = lambda verdict: {"verdict": verdict}  # noqa: E731
+    assert overall([mk("pass"), mk("inconclusive"), mk("fail")]) == "fail"
+    assert overall([mk("pass"), mk("inconclusive")]) == "inconclusive"
+    assert overall([mk("pass"), mk("recorded")]) == "pass"
