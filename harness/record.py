@@ -26,21 +26,22 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def validate(record: dict[str, Any]) -> None:
-    """Raise jsonschema.ValidationError with the failing path when the record is off."""
+@cache
+def _validator() -> Any:
     import jsonschema
 
-    jsonschema.Draft202012Validator(
-        schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    ).validate(record)
+    return jsonschema.Draft202012Validator(
+        schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def validate(record: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError with the failing path when the record is off."""
+    _validator().validate(record)
 
 
 def schema_errors(record: dict[str, Any]) -> list[str]:
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema())
     return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-            for e in validator.iter_errors(record)]
+            for e in _validator().iter_errors(record)]
 
 
 def record_filename(record: dict[str, Any]) -> str:
