@@ -34,8 +34,9 @@ def pytest_argv(tmp_path: Path, *extra: str) -> list[str]:
 
 @pytest.mark.slow
 def test_broken_budget_fails_the_run_with_a_readable_message(tmp_path):
-    res = run(pytest_argv(tmp_path, "--device=local", "--budget", "latency_p95_ms=0.001"),
-              tmp_path)
+    junit = tmp_path / "junit.xml"
+    res = run(pytest_argv(tmp_path, "--device=local", "--budget", "latency_p95_ms=0.001",
+                          f"--junitxml={junit}"), tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
     line = next(ln for ln in out.splitlines() if "FAIL: device local" in ln)
@@ -47,6 +48,12 @@ def test_broken_budget_fails_the_run_with_a_readable_message(tmp_path):
     assert len(records) == 1
     rec = json.loads(records[0].read_text())
     assert rec["overall_verdict"] == "fail" and schema_errors(rec) == []
+    # the record is attached to the tests as JUnit properties for CI dashboards
+    import xml.etree.ElementTree as ET
+
+    props = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
+    assert props["gem_record_path"] == str(records[0])
+    assert props["gem_overall_verdict"] == "fail"
 
 
 def test_unknown_device_lists_available_names(tmp_path):

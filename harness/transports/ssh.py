@@ -1,0 +1,663 @@
+"""SSH transport (paramiko): a Linux board reached over SSH.
+
+Design choices and why:
+
+* ONE connection per session, opened lazily and reused: a GEM device run
+  issues dozens of small commands (sha256 checks, mkdir, the agent), and a
+  fresh SSH handshake costs ~100 ms where a reused exec channel costs a few.
+  If the link dropped between commands it is re-opened once.
+* TCP_NODELAY on the socket: paramiko's exec round trip drops from ~48 ms to
+  ~4 ms on loopback here (otherwise the last small packet of each exchange
+  waits for the peer's delayed ACK).
+* Host keys are checked against a known_hosts file. An unknown host is
+  refused unless the user opted in to trust-on-first-use (profile key
+  ``accept_new_host_key`` or ``--accept-new-host-key``); a CHANGED key is
+  refused always, opt-in or not, because that is what an interception looks
+  like.
+* Commands are argument lists quoted with ``shlex.join``; env and cwd are
+  expressed in the command itself (``cd DIR && env K=V argv``) because
+  sshd only passes variables named in its AcceptEnv, which boards rarely set.
+* A command that overruns its timeout is killed ON THE DEVICE, not just
+  abandoned: sshd runs every exec request in its own session (setsid), so the
+  shell's PID is the process group id. The shell prints that PID first
+  (``echo $$; ...``) and on timeout a second channel
+  sends SIGTERM, then SIGKILL, to the whole group. Closing the channel alone
+  is not enough: a process without a tty does not get SIGHUP and ``sleep 30``
+  would run on. ``timeout(1)`` was the alternative, but it needs coreutils or a
+  recent busybox on the board and its exit codes collide with the command's.
+* Upload: SFTP with pipelined writes of large requests (see ``_upload``).
+* Nothing secret is ever logged: key paths and public fingerprints only.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import hashlib
+import itertools
+import logging
+import os
+import posixpath
+import re
+import select
+import shlex
+import socket
+import stat
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import paramiko
+
+from harness.errors import (
+    AuthError,
+    CommandTimeout,
+    ConfigError,
+    ConnectError,
+    HostKeyError,
+    TransferError,
+    TransportError,
+)
+from harness.transports.base import (
+    CommandResult,
+    PushResult,
+    Transport,
+    parse_sha256sum,
+    safe_local_name,
+)
+
+if TYPE_CHECKING:
+    from harness.profiles import DeviceProfile
+
+log = logging.getLogger(__name__)
+
+#: Ciphers in the order we ask for them: AES-GCM needs no separate MAC pass and
+#: is the fastest paramiko offers (it has no chacha20-poly1305).
+FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr",
+                "aes256-ctr")
+#: Our receive window per channel: large so pulls are not throttled by acks.
+WINDOW_BYTES = 16 << 20
+MAX_PACKET_BYTES = 1 << 15
+#: SFTP write request size. paramiko's default is 32 KiB; OpenSSH's sftp-server
+#: accepts messages up to 256 KiB, so fewer, larger requests cut per-request
+#: Python overhead.
+SFTP_REQUEST_BYTES = 255 * 1024
+#: How long a killed command gets between SIGTERM and SIGKILL on the device.
+KILL_GRACE_S = 2.0
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's ``SHA256:...`` fingerprint, as ``ssh-keygen -lf`` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    """The name a host is filed under in known_hosts (``[host]:port`` off port 22)."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def build_command(argv: Sequence[str], env: Mapping[str, str] | None = None,
+                  cwd: str | None = None) -> str:
+    """The remote shell command line for argv (every piece quoted).
+
+    ``echo $$`` first prints the shell's PID, which sshd made a process group
+    id (setsid), so a timed-out command can be killed on the device with its
+    children. The command is deliberately NOT exec'd and ``exit $?`` follows
+    it: the shell then turns death by a signal into exit code 128+N, which
+    paramiko would otherwise lose (it ignores OpenSSH's "exit-signal" message).
+    """
+    if not argv:
+        raise ValueError("empty command")
+    parts = ["echo $$;"]
+    if cwd is not None:
+        parts.append(f"cd {shlex.quote(cwd)} &&")
+    if env:
+        bad = [k for k in env if not _ENV_NAME.match(k)]
+        if bad:
+            raise ValueError(f"invalid environment variable name(s): {bad!r}")
+        if "=" in argv[0]:
+            raise ValueError(f"command {argv[0]!r} contains '=' and would be read as a "
+                             "variable assignment by env")
+        parts.append("env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()))
+    parts.append(shlex.join(argv) + "; exit $?")
+    return " ".join(parts)
+
+
+class KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
+    """What to do with a host missing from known_hosts: refuse, or (opt-in) record it.
+
+    A changed key never reaches this policy: paramiko raises
+    BadHostKeyException for it and SshTransport turns that into a refusal.
+    """
+
+    def __init__(self, transport: SshTransport) -> None:
+        self.t = transport
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        t = self.t
+        fp = fingerprint(key)
+        if not t.accept_new_host_key:
+            raise HostKeyError(
+                f"{t.device_name}: the host key of {t.host}:{t.port} ({key.get_name()} {fp}) is "
+                f"not in {t.known_hosts}; refusing to connect to an unknown host. Check that "
+                "fingerprint on the board (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then "
+                f"add it: ssh-keyscan -p {t.port} {t.host} >> {t.known_hosts}; or trust it on "
+                f"first use with accept_new_host_key = true in [ssh] of {t.where} "
+                "or --accept-new-host-key"
+            )
+        t.known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        fd = os.open(t.known_hosts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(line)
+        log.warning("%s: trusted NEW host key of %s on first use: %s %s (recorded in %s)",
+                    t.device_name, hostname, key.get_name(), fp, t.known_hosts)
+
+
+class SshTransport(Transport):
+    """A device reached over SSH with key authentication."""
+
+    kind = "ssh"
+
+    def __init__(
+        self,
+        device_name: str,
+        host: str,
+        user: str,
+        key_file: Path,
+        port: int = 22,
+        known_hosts: Path | None = None,
+        accept_new_host_key: bool = False,
+        connect_timeout_s: float = 10.0,
+        command_timeout_s: float = 300.0,
+        keepalive_s: float = 15.0,
+        where: str | None = None,
+    ) -> None:
+        """Validate settings and load the key; the connection opens on first use.
+
+        ``where`` names the profile the settings came from, for messages.
+        """
+        super().__init__(device_name)
+        self.host = host
+        self.port = int(port)
+        self.user = user
+        self.key_file = Path(os.path.expanduser(str(key_file)))
+        self.known_hosts = Path(os.path.expanduser(str(known_hosts or "~/.ssh/known_hosts")))
+        self.accept_new_host_key = accept_new_host_key
+        self.connect_timeout_s = float(connect_timeout_s)
+        self.command_timeout_s = float(command_timeout_s)
+        self.keepalive_s = float(keepalive_s)
+        self.where = where or "the device profile"
+        self._pkey = load_private_key(self.key_file, f"{self.where}: [ssh] key_file")
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self.connections_opened = 0
+
+    @classmethod
+    def from_profile(cls, profile: DeviceProfile,
+                     accept_new_host_key: bool = False) -> SshTransport:
+        """Build from the profile's [ssh] table (errors name the file and key)."""
+        sec = profile.transport_section()
+        host = sec.get("host", str)
+        port = sec.get("port", int, 22, minimum=1)
+        if port > 65535:
+            raise ConfigError(f"{sec.where('port')}: {port} is not a TCP port (1-65535)")
+        user = sec.get("user", str)
+        key_file = sec.get("key_file", str)
+        known_hosts = sec.get("known_hosts", str, "~/.ssh/known_hosts")
+        accept = sec.get("accept_new_host_key", bool, False)
+        connect_timeout = sec.get("connect_timeout_s", float, 10.0, minimum=0.1)
+        command_timeout = sec.get("command_timeout_s", float, 300.0, minimum=0.1)
+        keepalive = sec.get("keepalive_s", float, 15.0, minimum=0)
+        sec.reject_unknown()
+        if not host.strip():
+            raise ConfigError(f"{sec.where('host')}: empty; set the board's address")
+        return cls(profile.name, host=host, port=port, user=user, key_file=Path(key_file),
+                   known_hosts=Path(known_hosts), accept_new_host_key=accept or accept_new_host_key,
+                   connect_timeout_s=connect_timeout, command_timeout_s=command_timeout,
+                   keepalive_s=keepalive, where=str(profile.path))
+
+    # -- connection -------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    def _connected(self) -> paramiko.SSHClient:
+        """The session's client, (re)connecting when there is none or it died."""
+        client = self._client
+        if client is not None:
+            tr = client.get_transport()
+            if tr is not None and tr.is_active():
+                return client
+            log.info("%s: connection to %s dropped; reconnecting", self.device_name,
+                     self.address)
+            self._drop()
+        self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> paramiko.SSHClient:
+        t0 = time.monotonic()
+        budget = self.connect_timeout_s
+        hostport = f"{self.host}:{self.port}"
+        hint = (f"check that the board is up and reachable, that sshd listens on port "
+                f"{self.port}, or raise connect_timeout_s in {self.where}")
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=budget)
+        except TimeoutError:
+            raise ConnectError(f"{self.device_name}: cannot connect to {hostport}: no answer "
+                               f"within connect_timeout_s={budget:g} s; {hint}") from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConnectError(f"{self.device_name}: cannot connect to {hostport} "
+                               f"(connect_timeout_s={budget:g} s): {reason}; {hint}") from None
+        tune_socket(sock, self.keepalive_s)
+        remaining = max(0.1, budget - (time.monotonic() - t0))
+
+        def factory(s: Any, disabled_algorithms: Any = None, **_: Any) -> paramiko.Transport:
+            tr = paramiko.Transport(s, default_window_size=WINDOW_BYTES,
+                                    default_max_packet_size=MAX_PACKET_BYTES,
+                                    disabled_algorithms=disabled_algorithms)
+            opts = tr.get_security_options()
+            offered = tuple(opts.ciphers)
+            opts.ciphers = tuple(c for c in FAST_CIPHERS if c in offered) + tuple(
+                c for c in offered if c not in FAST_CIPHERS)
+            tr.set_log_channel(wire_log)
+            return tr
+
+        wire_log = f"{__name__}.wire.{next(_WIRE_IDS)}"
+        client = paramiko.SSHClient()
+        try:
+            if self.known_hosts.is_file():
+                # load into the client's own table, not load_host_keys(): that
+                # one would rewrite the whole file (and drop its comments) on save
+                try:
+                    client.get_host_keys().load(str(self.known_hosts))
+                except OSError as exc:
+                    raise HostKeyError(f"{self.device_name}: cannot read known_hosts "
+                                       f"{self.known_hosts}: {exc.strerror}; fix its "
+                                       "permissions or set known_hosts in [ssh] of "
+                                       f"{self.where}") from None
+            client.set_missing_host_key_policy(KnownHostsPolicy(self))
+            client.connect(self.host, port=self.port, username=self.user, pkey=self._pkey,
+                           sock=sock, timeout=remaining, banner_timeout=remaining,
+                           auth_timeout=remaining, channel_timeout=max(remaining, 5.0),
+                           allow_agent=False, look_for_keys=False,
+                           transport_factory=factory)
+        except HostKeyError:
+            _abandon(client, sock, wire_log)
+            raise
+        except paramiko.BadHostKeyException as exc:
+            _abandon(client, sock, wire_log)
+            raise HostKeyError(
+                f"{self.device_name}: HOST KEY CHANGED for {hostport}: the server offers "
+                f"{exc.key.get_name()} {fingerprint(exc.key)} but {self.known_hosts} has "
+                f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)}. Refusing to "
+                "connect: someone may be intercepting the link, or the board was reinstalled. "
+                "If the change is expected, remove the old entry (ssh-keygen -f "
+                f"{self.known_hosts} -R '{known_hosts_name(self.host, self.port)}') and add the "
+                "new key after checking its fingerprint on the board; accept_new_host_key "
+                "never overrides a changed key"
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            _abandon(client, sock, wire_log)
+            raise AuthError(
+                f"{self.device_name}: {self.address} refused our key {self.key_file} "
+                f"({fingerprint(self._pkey)}): {str(exc).rstrip('.')}. Check that user "
+                f"{self.user!r} is right and that {self.key_file}.pub is in "
+                f"~{self.user}/.ssh/authorized_keys on the board"
+            ) from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            _abandon(client, sock, wire_log)
+            if time.monotonic() - t0 >= 0.9 * budget:
+                why = "the server did not complete the SSH handshake in time (a hung sshd, "\
+                      "a firewall, or not an SSH server)"
+            else:
+                why = f"{exc or type(exc).__name__} (is it an SSH server?)"
+            raise ConnectError(
+                f"{self.device_name}: SSH handshake with {hostport} failed within "
+                f"connect_timeout_s={budget:g} s: {why}; {hint}"
+            ) from None
+        tr = client.get_transport()
+        assert tr is not None
+        if self.keepalive_s > 0:
+            tr.set_keepalive(max(1, int(self.keepalive_s)))
+        self.connections_opened += 1
+        log.info("%s: connected to %s in %.0f ms (cipher %s)", self.device_name, self.address,
+                 (time.monotonic() - t0) * 1e3, tr.remote_cipher)
+        return client
+
+    def _alive(self) -> bool:
+        tr = self._client.get_transport() if self._client is not None else None
+        return tr is not None and tr.is_active()
+
+    def _open_channel(self, timeout_s: float) -> paramiko.Channel:
+        """A fresh session channel; reconnects once if the link died unnoticed."""
+        for attempt in (1, 2):
+            client = self._connected()
+            tr = client.get_transport()
+            try:
+                assert tr is not None
+                return tr.open_session(timeout=min(timeout_s, max(self.connect_timeout_s, 5.0)))
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                if attempt == 2:
+                    raise ConnectError(f"{self.device_name}: cannot open a channel to "
+                                       f"{self.address}: {exc}") from None
+                self._drop()
+        raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        if self._sftp is not None:
+            with contextlib.suppress(Exception):
+                self._sftp.close()
+            self._sftp = None
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+
+    def close(self) -> None:
+        self._drop()
+
+    # -- commands ---------------------------------------------------------
+
+    def run(
+        self,
+        argv: Sequence[str],
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        argv = tuple(str(a) for a in argv)
+        timeout = self.command_timeout_s if timeout_s is None else float(timeout_s)
+        command = build_command(argv, env, cwd)
+        t0 = time.monotonic()
+        chan = self._open_channel(timeout)
+        try:
+            chan.exec_command(command)
+            out, err, rc, _pid = self._collect(chan, t0 + timeout, argv, timeout)
+        except CommandTimeout:
+            raise
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            self._drop()
+            raise TransportError(f"{self.device_name}: connection to {self.address} broke "
+                                 f"while running {_short(argv)}: {exc}") from None
+        finally:
+            chan.close()
+        if rc is None and chan.eof_received and self._alive():
+            # the wrapper shell itself died by a signal (OpenSSH then sends
+            # "exit-signal", which paramiko drops): report it as ssh(1) does
+            rc = 255
+            err += "\n[gem-hil: the remote shell was killed by a signal; no exit status]"
+        if rc is None:
+            self._drop()
+            raise TransportError(
+                f"{self.device_name}: {_short(argv)} ended without an exit status "
+                f"(the connection to {self.address} closed); stderr tail: {err[-500:]!r}")
+        return CommandResult(argv, rc, out, err, time.monotonic() - t0)
+
+    def _collect(self, chan: paramiko.Channel, deadline: float, argv: tuple[str, ...],
+                 timeout: float) -> tuple[str, str, int | None, int | None]:
+        """Read stdout/stderr until exit, or kill the command at the deadline."""
+        out = bytearray()
+        err = bytearray()
+        pid: int | None = None
+        fd = chan.fileno()
+        while True:
+            while chan.recv_ready():
+                out += chan.recv(1 << 16)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(1 << 16)
+            if pid is None and b"\n" in out:
+                first, _, rest = bytes(out).partition(b"\n")
+                pid = int(first) if first.strip().isdigit() else -1
+                out = bytearray(rest)
+            done = chan.closed or (chan.eof_received and chan.exit_status_ready())
+            if done and not chan.recv_ready() and not chan.recv_stderr_ready():
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._kill_remote(chan, pid, err, argv, timeout)
+            if chan.eof_received:
+                chan.status_event.wait(min(remaining, 1.0))
+            else:
+                select.select([fd], [], [], min(remaining, 1.0))
+        rc = chan.recv_exit_status() if chan.exit_status_ready() else None
+        if rc == -1:
+            rc = None
+        return (out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), rc,
+                pid if pid and pid > 0 else None)
+
+    def _kill_remote(self, chan: paramiko.Channel, pid: int | None, err: bytearray,
+                     argv: tuple[str, ...], timeout: float) -> None:
+        """Kill the overrunning command's process group on the device; raise CommandTimeout."""
+        chan.close()
+        killed = "closed the channel (no PID reported, the command may live on)"
+        if pid and pid > 1:
+            # Wait on the shell's own PID, not the group: sshd reaps the shell
+            # at once, while orphaned children may linger as zombies (kill -0
+            # succeeds on those) until PID 1 reaps them. Then SIGKILL the group.
+            script = (f"kill -TERM -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; i=0; "
+                      f"while kill -0 {pid} 2>/dev/null && [ $i -lt {int(KILL_GRACE_S * 10)} ]; "
+                      f"do sleep 0.1; i=$((i+1)); done; kill -KILL -{pid} 2>/dev/null; "
+                      f"kill -0 {pid} 2>/dev/null && echo alive || echo gone")
+            try:
+                res = self._exec_plain(script, timeout_s=KILL_GRACE_S + 10)
+                state = res.strip()
+                killed = (f"killed its process group {pid} on the device" if state == "gone"
+                          else f"tried to kill process group {pid} on the device ({state})")
+            except TransportError as exc:
+                killed = f"could not kill process group {pid} on the device: {exc}"
+        tail = err.decode("utf-8", "replace")[-800:]
+        raise CommandTimeout(
+            f"{self.device_name}: {_short(argv)} did not finish within its timeout of "
+            f"{timeout:g} s on {self.address}; {killed}. Raise the timeout (timeout_s in [run] or "
+            f"command_timeout_s in [ssh] of {self.where}) if it is just slow. "
+            f"stderr tail: {tail!r}"
+        )
+
+    def _exec_plain(self, command: str, timeout_s: float) -> str:
+        """Run a trusted, already-quoted shell snippet; return stdout (helper use only)."""
+        chan = self._open_channel(timeout_s)
+        try:
+            chan.exec_command(command)
+            out, _err, _rc, _ = self._collect_simple(chan, time.monotonic() + timeout_s)
+        finally:
+            chan.close()
+        return out
+
+    @staticmethod
+    def _collect_simple(chan: paramiko.Channel, deadline: float) -> tuple[str, str, int, None]:
+        chan.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            out = chan.makefile("rb").read()
+            err = chan.makefile_stderr("rb").read()
+        except TimeoutError as exc:
+            raise TransportError(f"helper command timed out: {exc}") from None
+        return out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), \
+            chan.recv_exit_status(), None
+
+    # -- files ------------------------------------------------------------
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        client = self._connected()
+        if self._sftp is not None and self._sftp.get_channel() is not None \
+                and not self._sftp.get_channel().closed:
+            return self._sftp
+        tr = client.get_transport()
+        assert tr is not None
+        sftp = paramiko.SFTPClient.from_transport(tr, window_size=WINDOW_BYTES,
+                                                  max_packet_size=MAX_PACKET_BYTES)
+        if sftp is None:
+            raise TransportError(f"{self.device_name}: {self.address} offers no SFTP subsystem; "
+                                 "enable `Subsystem sftp internal-sftp` in the board's sshd_config")
+        self._sftp = sftp
+        return sftp
+
+    def remote_sha256(self, remote: str) -> str | None:
+        """sha256 of a device file in ONE round trip, cheap when we pushed it.
+
+        Order: (1) the hash recorded right after our own verified push, if the
+        file's size, inode, mtime and ctime (nanosecond stamps where the file
+        system keeps them) still match what was recorded then: any write or
+        replacement changes ctime or the inode. This is what
+        makes an unchanged re-push cost one round trip instead of re-reading
+        the file; (2) ``openssl dgst -sha256`` (uses SHA/NEON instructions,
+        ~4x faster than coreutils here); (3) ``sha256sum``.
+        """
+        res = self.run(["sh", "-c", _HASH_SCRIPT, "sh", remote, _hash_record_path(remote)],
+                       timeout_s=max(120.0, self.connect_timeout_s))
+        return parse_sha256sum(self.device_name, remote, res)
+
+    def push(self, local: Path, remote: str, sha256: str | None = None) -> PushResult:
+        """Base push (skip if same hash, upload to tmp, verify, rename), then
+        record the verified hash beside the file for the next session's check."""
+        result = super().push(local, remote, sha256)
+        if not result.skipped:
+            self.run(["sh", "-c", _RECORD_SCRIPT, "sh", remote, _hash_record_path(remote),
+                      result.sha256], timeout_s=60)
+        return result
+
+    def _upload(self, local: Path, remote_tmp: str) -> None:
+        """SFTP upload with pipelined large write requests.
+
+        paramiko's putfo sends 32 KiB requests; 255 KiB requests (OpenSSH's
+        sftp-server takes up to 256 KiB) and pipelining without waiting for
+        each ack bring a 64 MB push to OpenSSH scp's speed on loopback (see
+        docs/ssh.md for the measurement).
+        """
+        sftp = self._sftp_client()
+        try:
+            with open(local, "rb") as src, sftp.open(remote_tmp, "wb") as dst:
+                dst.MAX_REQUEST_SIZE = SFTP_REQUEST_BYTES
+                dst.set_pipelined(True)
+                while chunk := src.read(4 * SFTP_REQUEST_BYTES):
+                    dst.write(chunk)
+                # send the tail now: close() collects the pipelined acks (and
+                # raises a write error) BEFORE it flushes its buffer
+                dst.flush()
+        except OSError as exc:
+            raise TransferError(f"{self.device_name}: uploading {local} to {remote_tmp!r} on "
+                                f"{self.address} failed: {exc}") from None
+        except (paramiko.SSHException, EOFError) as exc:
+            self._drop()
+            raise TransferError(f"{self.device_name}: connection to {self.address} broke while "
+                                f"uploading {local.name}: {exc}") from None
+
+    def pull(self, remote: str, local_dir: Path) -> Path:
+        local_dir = Path(local_dir)
+        target = safe_local_name(local_dir, remote)  # refuse before any byte moves
+        local_dir.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        sftp = self._sftp_client()
+        try:
+            sftp.get(remote, str(part))
+        except FileNotFoundError:
+            part.unlink(missing_ok=True)
+            raise TransferError(f"{self.device_name}: cannot pull {remote!r}: no such file on "
+                                f"the device") from None
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            if getattr(exc, "errno", None) == errno.ENOENT:
+                raise TransferError(f"{self.device_name}: cannot pull {remote!r}: no such file "
+                                    "on the device") from None
+            raise TransferError(f"{self.device_name}: pulling {remote!r} failed: {exc}") from None
+        os.replace(part, target)
+        return target
+
+
+_WIRE_IDS = itertools.count(1)
+
+
+def _abandon(client: paramiko.SSHClient, sock: socket.socket, wire_log: str) -> None:
+    """Close a half-open connection and mute its paramiko thread.
+
+    After a failed handshake paramiko's reader thread may still be blocked on
+    the socket; closing it makes that thread log a scary traceback about a bad
+    file descriptor next to our clear error. Each connection logs to its own
+    logger, so only the abandoned one is muted.
+    """
+    logging.getLogger(wire_log).setLevel(logging.CRITICAL + 1)
+    client.close()
+    sock.close()
+
+
+def _short(argv: Sequence[str], limit: int = 200) -> str:
+    """The command for a message: quoted as it ran, cut to a readable length."""
+    text = shlex.join(argv)
+    return "`" + (text if len(text) <= limit else text[:limit] + " ...") + "`"
+
+
+def _hash_record_path(remote: str) -> str:
+    """Where the verified hash of a pushed file is recorded on the device."""
+    parent, name = posixpath.split(remote)
+    return posixpath.join(parent, f".{name}.gem-hil-sha256")
+
+
+#: $1 = file, $2 = hash record. Prints "HASH  FILE" like sha256sum, or fails
+#: with "No such file" (parse_sha256sum maps that to None).
+_HASH_SCRIPT = r"""f=$1; c=$2
+case $f in -*) f=./$f;; esac
+[ -f "$f" ] || { echo "$f: No such file or directory" >&2; exit 1; }
+if [ -f "$c" ] && s=$(stat -c '%s %i %y %z' -- "$f" 2>/dev/null) && read -r h rest < "$c" \
+   && [ "$rest" = "$s" ]; then echo "$h  $f"; exit 0; fi
+if command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r "$f" 2>/dev/null; then exit 0; fi
+exec sha256sum -- "$f"
+"""
+
+#: $1 = file, $2 = hash record, $3 = verified hash. No stat (e.g. macOS) = no record.
+_RECORD_SCRIPT = r"""s=$(stat -c '%s %i %y %z' -- "$1" 2>/dev/null) || exit 0
+printf '%s %s\n' "$3" "$s" > "$2"
+"""
+
+
+def tune_socket(sock: socket.socket, keepalive_s: float) -> None:
+    """TCP_NODELAY for latency; keepalive settings so a dead board is noticed.
+
+    paramiko's SSH keepalive (every keepalive_s) keeps NAT and firewall state
+    alive but never checks for an answer. TCP_USER_TIMEOUT closes the socket
+    when those bytes stay unacknowledged for 3 x keepalive_s, so a command on a
+    board that lost power fails with a transport error in about a minute
+    instead of waiting out its whole command timeout. SO_KEEPALIVE covers the
+    same for a link with no SSH keepalive traffic.
+    """
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if keepalive_s > 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for opt, value in (("TCP_KEEPIDLE", keepalive_s), ("TCP_KEEPINTVL", keepalive_s),
+                           ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", 3000 * keepalive_s)):
+            if hasattr(socket, opt):  # Linux names; other systems keep their defaults
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), max(1, int(value)))
+
+
+def load_private_key(path: Path, where: str) -> paramiko.PKey:
+    """Read the client key, refusing files others can read (as ssh does)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: {path} does not exist; create a key with "
+                          f"ssh-keygen -t ed25519 -f {path} and install {path}.pub on the "
+                          "board (ssh-copy-id)") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{where}: {path} is not a regular file")
+    if st.st_mode & 0o077:
+        raise ConfigError(f"{where}: {path} is accessible by others (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}); a private key must be private: "
+                          f"chmod 600 {path}")
+    try:
+        return paramiko.PKey.from_path(str(path))
+    except (paramiko.PasswordRequiredException, TypeError):
+        # TypeError: cryptography's OpenSSH-format loader when no password is given
+        raise ConfigError(f"{where}: {path} is protected by a passphrase; the harness runs "
+                          "unattended and does not prompt: use a dedicated key without a "
+                          "passphrase (chmod 600) for the board") from None
+    except (paramiko.SSHException, ValueError, OSError) as exc:
+        raise ConfigError(f"{where}: {path} is not a private key paramiko can read ({exc}); "
+                          "use an OpenSSH ed25519, ecdsa or rsa key") from None
