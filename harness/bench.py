@@ -8,26 +8,28 @@ one agent run plus a few hash checks.
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness import __version__, stats
 from harness.artifacts import LocalArtifact
-from harness.budgets import METRICS, Measurement, evaluate, overall
+from harness.budgets import evaluate, overall, record_measurements
 from harness.errors import AgentError, HarnessError, TransportError
 from harness.platforms import get_platform
 from harness.profiles import DeviceProfile, RunSettings
 from harness.record import SCHEMA_VERSION, harness_git_state, write_record
+from harness.sensors.session import SensorSession
 from harness.transports import Transport, open_transport
+from harness.validity import ValidityBounds, assess_agent_run
 
 AGENT_SOURCE = Path(__file__).resolve().parent.parent / "firmware" / "agent" / "gem_agent.py"
-MIB = 1024 * 1024
 
 
 @dataclass
@@ -103,43 +105,72 @@ class DeviceSession:
         """Run one benchmark and write its record, even when the run fails.
 
         Raises AgentError / TransportError after the failure record is written.
+        Conditioning is undone and sensors are closed whatever happens.
         """
         settings = settings or self.profile.run
         t_start = time.perf_counter()
         base = self._base_record(artifact, name, settings, run_id)
-        push_s, push_skipped = 0.0, False
-        agent_wall_s: float | None = None
-        failure: HarnessError | None = None
-        agent_out: dict[str, Any] | None = None
-        conditioning: dict[str, Any] = {}
+        run = _RunState()
         try:
-            t0 = time.perf_counter()
-            agent_remote = self.ensure_agent()
-            remote_dir, push_skipped = self.push_artifact(artifact)
-            push_s = time.perf_counter() - t0
-            conditioning = self.platform.prepare(self.transport) or {}
-            argv = self.platform.agent_argv(agent_remote, agent_args(remote_dir, settings))
-            res = self.transport.run(argv, timeout_s=settings.timeout_s)
-            agent_wall_s = res.duration_s
-            agent_out = parse_agent_output(self.profile.name, res)
-            conditioning.update(self.platform.finish(self.transport) or {})
+            self._run_agent(artifact, settings, run)
         except HarnessError as exc:
-            failure = exc
-        record = self._complete_record(base, artifact, settings, agent_out, failure,
-                                       budget_overrides or {}, conditioning)
+            run.failure = exc
+        finally:
+            self._finish(run)
+        record = self._complete_record(base, artifact, settings, run,
+                                       budget_overrides or {})
         wall = time.perf_counter() - t_start
         record["harness"] = {
             "wall_s": wall,
-            "agent_wall_s": agent_wall_s,
-            "overhead_ms": (wall - agent_wall_s) * 1000 if agent_wall_s is not None else None,
-            "push_s": push_s,
-            "push_skipped": push_skipped,
+            "agent_wall_s": run.agent_wall_s,
+            "overhead_ms": (wall - run.agent_wall_s - run.sensor_wait_s) * 1000
+            if run.agent_wall_s is not None else None,
+            "sensor_wait_s": run.sensor_wait_s,
+            "push_s": run.push_s,
+            "push_skipped": run.push_skipped,
         }
         path = write_record(record, report_dir) if report_dir is not None else None
-        if failure is not None:
+        if run.failure is not None:
             where = f" (record: {path})" if path else ""
-            raise type(failure)(f"{failure}{where}")
+            raise type(run.failure)(f"{run.failure}{where}")
         return BenchOutcome(record, path)
+
+    def _run_agent(self, artifact: LocalArtifact, settings: RunSettings, run: _RunState) -> None:
+        t0 = time.perf_counter()
+        agent_remote = self.ensure_agent()
+        remote_dir, run.push_skipped = self.push_artifact(artifact)
+        run.push_s = time.perf_counter() - t0
+        run.conditioning = self.platform.prepare(self.transport) or {}
+        run.platform_prepared = True
+        run.sensors = SensorSession.for_profile(self.profile, self.transport)
+        t1 = time.perf_counter()
+        paths = run.sensors.before_run()
+        # cooldown and the idle-power baseline wait on purpose: not harness overhead
+        run.sensor_wait_s = sensor_wait_s(run.sensors, time.perf_counter() - t1)
+        args = agent_args(remote_dir, settings)
+        for path in paths:
+            args += ["--sample-path", path]
+        if paths:
+            args += ["--sample-interval-ms", str(run.sensors.sample_interval_ms)]
+        argv = run.sensors.agent_prefix() + self.platform.agent_argv(agent_remote, args)
+        res = self.transport.run(argv, timeout_s=settings.timeout_s)
+        run.agent_wall_s = res.duration_s
+        run.agent_out = parse_agent_output(self.profile.name, res)
+        run.sensor_fields = run.sensors.after_run(run.agent_out)
+
+    def _finish(self, run: _RunState) -> None:
+        """Undo conditioning and restore governors; a failure here is noted, not raised
+        over the run's own outcome."""
+        if run.platform_prepared:
+            try:
+                run.platform_finish = self.platform.finish(self.transport) or {}
+            except HarnessError as exc:
+                run.notes.append(f"platform finish failed: {exc}")
+        if run.sensors is not None:
+            try:
+                run.sensors.close()
+            except HarnessError as exc:
+                run.notes.append(f"sensor close failed: {exc}")
 
     def _base_record(self, artifact: LocalArtifact, name: str, settings: RunSettings,
                      run_id: str | None) -> dict[str, Any]:
@@ -165,23 +196,35 @@ class DeviceSession:
         }
 
     def _complete_record(self, record: dict[str, Any], artifact: LocalArtifact,
-                         settings: RunSettings, out: dict[str, Any] | None,
-                         failure: HarnessError | None, budget_overrides: Mapping[str, float],
-                         conditioning: dict[str, Any]) -> dict[str, Any]:
+                         settings: RunSettings, run: _RunState,
+                         budget_overrides: Mapping[str, float]) -> dict[str, Any]:
         p = self.profile
+        out = run.agent_out
         commit, dirty = harness_git_state()
         host = (out or {}).get("host", {})
         runtime = (out or {}).get("runtime", {})
+        sensor_fields = run.sensor_fields or {}
+        conditioning = {**run.conditioning, **sensor_fields.get("conditioning", {})}
+        if run.platform_finish:
+            conditioning["finish"] = {k: v for k, v in run.platform_finish.items()
+                                      if k != "sensors"}
+        if run.notes:
+            conditioning["notes"] = run.notes
         record["environment"] = {
             "device": p.name, "os": host.get("os"), "kernel": host.get("kernel"),
             "machine": host.get("machine"), "cpu_model": host.get("cpu_model"),
             "cpu_count": host.get("cpu_count"), "runtime": p.runtime,
             "runtime_version": runtime.get("version"), "threads": settings.threads,
-            "governor": host.get("governor"), "python": host.get("python"),
+            "governor": host.get("governor") or conditioning.get("governor"),
+            "python": host.get("python"),
             "harness_version": __version__, "harness_commit": commit, "harness_dirty": dirty,
             "host": host, "conditioning": conditioning,
         }
-        record["energy"] = {"energy_per_inference_mj": None, "sensor": None}
+        record["energy"] = energy_fields(sensor_fields.get("energy"), run.platform_finish, out)
+        record["thermal"] = sensor_fields.get("thermal")
+        platform_sensors = (run.platform_finish or {}).get("sensors")
+        if platform_sensors:
+            record["platform_sensors"] = platform_sensors
         if out is None:
             record.update({
                 "latency_ms": None, "cold_start_ms": None, "parity": None,
@@ -189,27 +232,34 @@ class DeviceSession:
                 "validity": {"valid": False, "reasons": ["the run failed"], "count": None,
                              "duration_s": None, "stopped_by": None},
                 "verdicts": [], "overall_verdict": "error",
-                "error": error_fields(failure),
+                "error": error_fields(run.failure),
             })
             return record
+        throttled = (record["thermal"] or {}).get("throttled")
+        validity = assess_agent_run(out, validity_bounds(p), throttled=throttled)
         samples_ms = [s / 1e6 for s in out["latency_samples_ns"]]
-        latency = stats.summarize(samples_ms)
+        kept = validity.kept_samples_ms or samples_ms
         latency = {"samples_ms": samples_ms,
-                   "warmup_samples_ms": [s / 1e6 for s in out["warmup_samples_ns"]], **latency}
+                   "warmup_samples_ms": [s / 1e6 for s in out["warmup_samples_ns"]],
+                   **stats.summarize(kept)}
         cold = dict(out["cold_start"])
         cold["total_ms"] = cold["session_create_ms"] + cold["first_inference_ms"]
         rss_kb = out.get("peak_rss_kb")
+        memory: dict[str, Any] = {
+            "peak_rss_mb": rss_kb / 1024 if rss_kb is not None else None,
+            "source": "agent VmHWM (/proc/self/status)" if rss_kb is not None else None}
+        pss_kb = (platform_sensors or {}).get("agent_meminfo_total_pss_max_kb")
+        if pss_kb is not None:
+            memory["meminfo_total_pss_max_mb"] = pss_kb / 1024
         record.update({
             "latency_ms": latency,
             "cold_start_ms": cold,
-            "memory": {"peak_rss_mb": rss_kb / 1024 if rss_kb is not None else None,
-                       "source": "agent VmHWM (/proc/self/status)" if rss_kb is not None
-                       else None},
+            "memory": memory,
             "parity": out["parity"],
-            "validity": run_validity(out["run"]),
+            "validity": validity.as_record(),
             "error": None,
         })
-        measurements = collect_measurements(record)
+        measurements = record_measurements(record)
         budgets = dict(p.budgets_for(artifact.manifest["model"], artifact.manifest["variant"]))
         sources = {k: "profile" for k in budgets}
         for k, v in budget_overrides.items():
@@ -222,6 +272,71 @@ class DeviceSession:
         if not record["validity"]["valid"] and record["overall_verdict"] == "pass":
             record["overall_verdict"] = "inconclusive"
         return record
+
+
+@dataclass
+class _RunState:
+    """What one benchmark run gathered so far; a failure keeps what was gathered."""
+
+    push_s: float = 0.0
+    push_skipped: bool = False
+    agent_wall_s: float | None = None
+    sensor_wait_s: float = 0.0
+    agent_out: dict[str, Any] | None = None
+    failure: HarnessError | None = None
+    conditioning: dict[str, Any] = field(default_factory=dict)
+    platform_prepared: bool = False
+    platform_finish: dict[str, Any] | None = None
+    sensors: SensorSession | None = None
+    sensor_fields: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def validity_bounds(profile: DeviceProfile) -> ValidityBounds:
+    """The profile's bounds. On an emulated device the stability checks (CV, tail,
+    trend, warm-up drift) only report: its timings are recorded, not gated, and an emulator's
+    jitter says nothing about the board. LoadGen's minimums still apply; a key
+    set in the profile's own [validity] table wins."""
+    bounds = ValidityBounds.from_profile(profile)
+    if profile.emulated:
+        relaxed: dict[str, float] = {k: math.inf for k in ("max_cv", "max_p99_over_p50",
+                                                           "max_trend")}
+        relaxed["max_warmup_exclusion"] = 1.0
+        relaxed = {k: v for k, v in relaxed.items() if k not in profile.validity}
+        bounds = replace(bounds, **relaxed)
+    return bounds
+
+
+def sensor_wait_s(sensors: SensorSession, elapsed_s: float) -> float:
+    """Time before_run spent waiting on purpose (cooldown, idle baseline)."""
+    waited = 0.0
+    if sensors.cooldown_result is not None:
+        waited += float(sensors.cooldown_result.as_dict().get("waited_s") or 0.0)
+    if sensors.idle is not None:
+        waited += float(getattr(sensors.idle, "duration_s", 0.0) or 0.0)
+    return min(waited, elapsed_s)
+
+
+def energy_fields(sensor_energy: dict[str, Any] | None, platform_finish: dict[str, Any] | None,
+                  out: dict[str, Any] | None) -> dict[str, Any]:
+    """The record's energy object: the sysfs sensor session's figure when it measured
+    one; else the platform's before/after meter reading, which covers the whole agent
+    process (start-up included), so it is kept as window energy and NOT divided into
+    a per-inference figure."""
+    energy = dict(sensor_energy or {"energy_per_inference_mj": None, "sensor": None,
+                                    "status": "no_sensor", "note": "no sensor session"})
+    meter = ((platform_finish or {}).get("sensors") or {}).get("energy") or {}
+    if energy.get("energy_per_inference_mj") is None and meter.get("total_mj") is not None:
+        energy.update({
+            "sensor": meter.get("source"),
+            "process_energy_mj": meter["total_mj"],
+            "process_window_s": meter.get("window_s"),
+            "rails_mj": meter.get("rails_mj"),
+            "note": "energy meter read before and after the agent process: includes "
+                    "runtime start-up and reference checks, so no per-inference figure "
+                    "is derived from it",
+        })
+    return energy
 
 
 def agent_args(remote_dir: str, s: RunSettings) -> list[str]:
@@ -272,38 +387,6 @@ def error_fields(exc: HarnessError | None) -> dict[str, Any]:
     kind = "transport" if isinstance(exc, TransportError) else \
         "agent" if isinstance(exc, AgentError) else type(exc).__name__
     return {"kind": kind, "message": text, "exit_code": None, "stderr_tail": tail}
-
-
-def run_validity(run: Mapping[str, Any]) -> dict[str, Any]:
-    """LoadGen rule: a run is valid only when BOTH minimums were met."""
-    reasons = []
-    if not run.get("min_count_met"):
-        reasons.append(f"minimum count not met ({run.get('count')} samples, stopped by "
-                       f"{run.get('stopped_by')})")
-    if not run.get("min_duration_met"):
-        reasons.append(f"minimum duration not met ({run.get('duration_s', 0):.3g} s, stopped "
-                       f"by {run.get('stopped_by')})")
-    return {"valid": not reasons, "reasons": reasons, "count": run.get("count"),
-            "duration_s": run.get("duration_s"), "stopped_by": run.get("stopped_by")}
-
-
-def collect_measurements(record: Mapping[str, Any]) -> dict[str, Measurement]:
-    lat = record["latency_ms"]
-    out: dict[str, Measurement] = {}
-    for q in (50, 90, 95, 99):
-        lo, hi = lat[f"p{q}_ci_ms"]
-        out[f"latency_p{q}_ms"] = Measurement(lat[f"p{q}_ms"], lo, hi)
-    lo, hi = lat["mean_ci_ms"]
-    out["latency_mean_ms"] = Measurement(lat["mean_ms"], lo, hi)
-    out["cold_start_ms"] = Measurement.exact(record["cold_start_ms"]["total_ms"])
-    out["peak_rss_mb"] = Measurement.exact(record["memory"]["peak_rss_mb"])
-    out["model_size_mb"] = Measurement.exact(record["artifact"]["size_bytes"] / MIB)
-    out["parity_max_abs_diff"] = Measurement.exact(record["parity"]["max_abs_diff"])
-    out["top1_agreement"] = Measurement.exact(record["parity"]["top1_agreement"])
-    out["energy_per_inference_mj"] = Measurement.exact(
-        record["energy"]["energy_per_inference_mj"])
-    assert set(out) == set(METRICS), "every metric needs a measurement"
-    return out
 
 
 def with_overrides(settings: RunSettings, **kw: Any) -> RunSettings:

@@ -185,3 +185,37 @@ def overall(verdicts: Iterable[Verdict | Mapping[str, Any]]) -> str:
     if "inconclusive" in kinds:
         return "inconclusive"
     return "pass"
+
+
+MIB = 1024 * 1024
+
+
+def _ci(pair: Any) -> tuple[float | None, float | None]:
+    if isinstance(pair, list | tuple) and len(pair) == 2:
+        return pair[0], pair[1]
+    return None, None
+
+
+def record_measurements(rec: Mapping[str, Any]) -> dict[str, Measurement]:
+    """Measurement (value + CI) of every metric the record holds; missing parts are None."""
+    out: dict[str, Measurement] = {}
+    lat = rec.get("latency_ms") or {}
+    for q in (50, 90, 95, 99):
+        if f"p{q}_ms" in lat:
+            out[f"latency_p{q}_ms"] = Measurement(lat[f"p{q}_ms"], *_ci(lat.get(f"p{q}_ci_ms")))
+    if "mean_ms" in lat:
+        out["latency_mean_ms"] = Measurement(lat["mean_ms"], *_ci(lat.get("mean_ci_ms")))
+    cold = rec.get("cold_start_ms") or {}
+    out["cold_start_ms"] = Measurement.exact(cold.get("total_ms"))
+    out["peak_rss_mb"] = Measurement.exact((rec.get("memory") or {}).get("peak_rss_mb"))
+    size = (rec.get("artifact") or {}).get("size_bytes")
+    out["model_size_mb"] = Measurement.exact(size / MIB if size is not None else None)
+    parity = rec.get("parity") or {}
+    out["parity_max_abs_diff"] = Measurement.exact(parity.get("max_abs_diff"))
+    out["top1_agreement"] = Measurement.exact(parity.get("top1_agreement"))
+    energy = rec.get("energy") or {}
+    e = energy.get("energy_per_inference_mj")
+    lo, hi = _ci(energy.get("energy_per_inference_ci_mj"))
+    out["energy_per_inference_mj"] = Measurement(e, lo if lo is not None else e,
+                                                 hi if hi is not None else e)
+    return out

@@ -3,6 +3,8 @@
     gem-hil devices [--check]             list profiles (and whether they answer)
     gem-hil build [--model M --variant V]  build or fetch the cached artifact
     gem-hil bench --device NAME [--json]   build, push, run, gate, write a record
+    gem-hil gate --results DIR [--baseline DIR]   release gate over result records
+    gem-hil qemu build|up|down pi4         the emulated Raspberry Pi 4 (QEMU arm64 VM)
 
 Exit codes: 0 every budget passed; 1 a budget failed; 2 inconclusive or
 invalid run; 3 the run itself failed (device, agent, config).
@@ -13,15 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import HarnessError
 
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_ERROR = 0, 1, 2, 3
 
-#: optional subcommand modules: (module, function adding the parser)
-_EXTENSIONS = (("harness.gate_cli", "add_gate_parser"), ("harness.qemu_cli", "add_qemu_parser"))
 
 
 def _targets(args: argparse.Namespace) -> Path | None:
@@ -149,14 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     artifact_opts(r)
     r.set_defaults(func=cmd_bench)
 
-    import importlib
+    from harness.gate_cli import add_gate_parser
+    from harness.qemu_cli import add_qemu_parser
 
-    for module, fn in _EXTENSIONS:
-        try:
-            add: Callable = getattr(importlib.import_module(module), fn)
-        except (ImportError, AttributeError):
-            continue
-        add(sub)
+    add_gate_parser(sub)
+    add_qemu_parser(sub)
     return p
 
 

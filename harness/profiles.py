@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,9 @@ PLATFORMS = ("linux", "android", "ios-mac", "npu")
 RUNTIMES = ("onnxruntime", "litert", "coreml")
 
 _REQUIRED = object()
+
+#: tables a profile may carry for other modules (see DeviceProfile)
+OPTIONAL_TABLES = ("sensors", "conditioning", "validity")
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
                dict: "a table", list: "a list"}
@@ -120,6 +123,11 @@ class DeviceProfile:
     transport_options: dict[str, Any]
     run: RunSettings
     budgets: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: optional tables owned by other modules (sensors, validity, ...), kept raw
+    #: here and checked by their owners, which name file and key in errors
+    sensors: dict[str, Any] = field(default_factory=dict)
+    conditioning: dict[str, Any] = field(default_factory=dict)
+    validity: dict[str, Any] = field(default_factory=dict)
 
     def budgets_for(self, model: str, variant: str) -> dict[str, float]:
         """[budgets.default] overlaid with [budgets."<model>-<variant>"]."""
@@ -171,6 +179,9 @@ def parse_profile(path: Path) -> DeviceProfile:
     run_sec.reject_unknown()
     run = RunSettings(**run_kwargs)
     _check_run(run, run_sec)
+    if transport == "local" and run.python.startswith(("./", "../")):
+        # a wrapper shipped beside the profiles (e.g. the qemu-user launcher)
+        run = replace(run, python=str((path.parent / run.python).resolve()))
     budgets: dict[str, dict[str, float]] = {}
     bud_sec = top.table("budgets")
     from harness.budgets import check_budget_table  # local: budgets imports nothing of ours
@@ -178,14 +189,12 @@ def parse_profile(path: Path) -> DeviceProfile:
     for variant_key in list(bud_sec.data):
         table = bud_sec.table(variant_key)
         budgets[variant_key] = check_budget_table(table)
-    for sec_name in ("sensors", "conditioning", "qemu_vm"):
-        if sec_name in raw:
-            top._seen.add(sec_name)
+    extra = {name: top.table(name).data for name in OPTIONAL_TABLES}
     top.reject_unknown()
     return DeviceProfile(name=name, path=path, description=description, transport=transport,
                          platform=platform, runtime=runtime, emulated=emulated,
                          hardware=dict(hardware), transport_options=dict(transport_options),
-                         run=run, budgets=budgets)
+                         run=run, budgets=budgets, **extra)
 
 
 def _check_run(run: RunSettings, sec: Section) -> None:

@@ -63,6 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         state.budget_overrides = dict(parse_budget_override(b) for b in
                                       config.getoption("--budget"))
+        # a wrong --device or a broken profile is a usage error before any test runs
+        state.profile = load_profile(config.getoption("--device"), _targets_dir(config))
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -72,6 +74,8 @@ class GemState:
     config: pytest.Config
     budget_overrides: dict[str, float] = field(default_factory=dict)
     outcomes: list[BenchOutcome] = field(default_factory=list)
+    profile: DeviceProfile | None = None
+    gate_exit_code: int | None = None
     run_id: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
 
     def report_dir(self, device: str) -> Path:
@@ -91,11 +95,10 @@ def _targets_dir(config: pytest.Config) -> Path | None:
 
 @pytest.fixture(scope="session")
 def gem_profile(pytestconfig: pytest.Config) -> DeviceProfile:
-    """The profile named by --device (errors list the available names)."""
-    try:
-        return load_profile(pytestconfig.getoption("--device"), _targets_dir(pytestconfig))
-    except HarnessError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    """The profile named by --device (loaded and checked when pytest starts)."""
+    profile = pytestconfig.stash[STATE_KEY].profile
+    assert profile is not None
+    return profile
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +157,30 @@ def gem_record(gem_bench: Callable[..., BenchOutcome], request: pytest.FixtureRe
     return rec
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Make pytest's exit status agree with `gem-hil gate` on the same records:
+    1 when a budget failed, 2 when only inconclusive or invalid results stand
+    in the way of a pass (the gate's codes), whatever the tests asserted."""
+    state = session.config.stash.get(STATE_KEY, None)
+    if not state or not state.outcomes or exitstatus not in (0, 1):
+        return
+    from harness.gate import gate_records
+
+    report = gate_records([(o.path or Path("-"), o.record) for o in state.outcomes])
+    state.gate_exit_code = report.exit_code
+    if report.exit_code == 1 or (report.exit_code == 2 and exitstatus in (0, 1)
+                                 and not _other_failures(session)):
+        session.exitstatus = report.exit_code
+
+
+def _other_failures(session: pytest.Session) -> bool:
+    """True when tests failed for reasons other than the suite's gate test
+    (test_budgets), whose failure IS the gate's verdict."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    failed = reporter.stats.get("failed", []) if reporter else []
+    return any("test_budgets" not in r.nodeid for r in failed) or session.testsfailed > len(failed)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
                             ) -> None:
     state = config.stash.get(STATE_KEY, None)
@@ -165,3 +192,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for o in state.outcomes:
         if o.path:
             terminalreporter.write_line(f"record: {o.path}")
+    if state.gate_exit_code is not None:
+        word = {0: "PASS", 1: "FAIL", 2: "INCONCLUSIVE"}.get(state.gate_exit_code, "?")
+        terminalreporter.write_line(f"gate: {word} (exit code {state.gate_exit_code}, "
+                                    "as `gem-hil gate` gives on these records)")

@@ -31,19 +31,25 @@ def verdict_rows(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, ...]]:
             rows.append((dev, art, v["metric"], _num(v["measured"]), ci,
                          f"{op} {_num(v['limit'])}", v["verdict"].upper()))
         if not rec["validity"]["valid"]:
-            rows.append((dev, art, "validity", "-", "-", "-",
-                         "INVALID: " + "; ".join(rec["validity"]["reasons"])))
+            rows.append((dev, art, "validity", "-", "-", "-", "INVALID (see below)"))
     return rows
 
 
+def validity_notes(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    return [f"{rec['device']['name']}: run invalid: {reason}"
+            for rec in records if not rec["validity"]["valid"] and not rec.get("error")
+            for reason in rec["validity"]["reasons"]]
+
+
 def summary_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    records = list(records)
     rows = verdict_rows(records)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(HEADERS)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*HEADERS), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*r) for r in rows]
-    return lines
+    lines += [fmt.format(*r).rstrip() for r in rows]
+    return lines + validity_notes(records)
 
 
 def markdown_table(records: Iterable[Mapping[str, Any]]) -> str:

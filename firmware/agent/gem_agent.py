@@ -76,9 +76,19 @@ def peak_rss_kb() -> int | None:
         return None
 
 
+#: ARM Ltd (implementer 0x41) CPU part numbers, so a record says "Cortex-A72"
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55",
+             "0xd07": "Cortex-A57", "0xd08": "Cortex-A72", "0xd09": "Cortex-A73",
+             "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76", "0xd0c": "Neoverse-N1",
+             "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
+             "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2",
+             "0xd4d": "Cortex-A715", "0xd4e": "Cortex-X3"}
+
+
 def host_facts() -> dict:
     cpu_model = ""
     cpu_part = None
+    implementer = None
     cpuinfo = read_text("/proc/cpuinfo") or ""
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -86,7 +96,11 @@ def host_facts() -> dict:
         if key in ("model name", "Model", "Hardware") and not cpu_model:
             cpu_model = value
         if key == "CPU part" and cpu_part is None:
-            cpu_part = value
+            cpu_part = value.lower()
+        if key == "CPU implementer" and implementer is None:
+            implementer = value.lower()
+    if not cpu_model and implementer == "0x41" and cpu_part in ARM_PARTS:
+        cpu_model = ARM_PARTS[cpu_part]
     os_name = platform.system()
     osrel = read_text("/etc/os-release") or ""
     for line in osrel.splitlines():

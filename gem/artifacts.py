@@ -1,0 +1,289 @@
+"""Build, cache and verify GEM artifacts (the folder a device receives).
+
+An artifact is a folder holding ``manifest.json`` (what the on-device agent
+reads), ``reference.json`` (inputs + host outputs for parity checks) and the
+model file(s) (``model.onnx``, possibly ``model.onnx.data``).
+
+Caching: the folder is keyed by a content hash of everything that determines
+its bytes -- the gem/ package sources, the model config, variant, format, seed,
+train steps and the torch/onnx/onnxscript/onnxruntime versions. Computing the
+key reads files and ``importlib.metadata`` only, so a cache hit never imports
+torch and costs milliseconds (plus hashing the model files to detect
+corruption). Builds happen in a temporary folder that is atomically renamed
+into place, so a crash never leaves a half artifact that looks valid; a
+corrupted cached artifact is detected by its sha256 and rebuilt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gem.config import get_config
+from gem.errors import ArtifactCorruptError, BuildError
+from gem.export import FORMATS
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+KEY_VERSION = 1  # bump when the key recipe itself changes
+REFERENCE_LENGTHS = (16, 32, 64, 128)
+_PKG_DIR = Path(__file__).resolve().parent
+_VERSIONED = ("torch", "onnx", "onnxscript", "onnxruntime")
+
+
+def default_cache_dir() -> Path:
+    """$GEM_HIL_CACHE/artifacts, else ~/.cache/gem-hil/artifacts."""
+    root = os.environ.get("GEM_HIL_CACHE")
+    base = Path(root) if root else Path.home() / ".cache" / "gem-hil"
+    return base / "artifacts"
+
+
+def _package_versions() -> dict[str, str]:
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def _source_digests() -> dict[str, str]:
+    """sha256 of every .py file of the gem package, by path relative to it."""
+    return {
+        p.relative_to(_PKG_DIR).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(_PKG_DIR.rglob("*.py"))
+        if "__pycache__" not in p.parts
+    }
+
+
+def _validate(model: str, variant: str, fmt: str) -> None:
+    get_config(model)  # raises ValueError listing names
+    if fmt not in FORMATS:
+        raise ValueError(
+            f"unknown artifact format {fmt!r}; available: {', '.join(sorted(FORMATS))}"
+        )
+    if variant not in FORMATS[fmt]:
+        raise ValueError(
+            f"unknown variant {variant!r} for format {fmt}; available: {', '.join(FORMATS[fmt])}"
+        )
+
+
+def artifact_key(
+    model: str = "tiny",
+    variant: str = "int8",
+    fmt: str = "onnx",
+    seed: int = 0,
+    train_steps: int | None = None,
+) -> str:
+    """Content hash (hex sha256) identifying the artifact these inputs build.
+
+    ``train_steps=None`` means the config's default (``GemConfig.train_steps``)
+    and gives the same key as passing that number explicitly.
+    """
+    _validate(model, variant, fmt)
+    if train_steps is None:
+        train_steps = get_config(model).train_steps
+    recipe = {
+        "key_version": KEY_VERSION,
+        "sources": _source_digests(),
+        "config": get_config(model).to_dict(),
+        "variant": variant,
+        "format": fmt,
+        "seed": seed,
+        "train_steps": train_steps,
+        "versions": _package_versions(),
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def files_digest(files: list[dict[str, Any]]) -> str:
+    """The artifact's identity: sha256 over ``name\\0sha256\\n`` of the files sorted by name."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f["name"]):
+        h.update(f"{f['name']}\0{f['sha256']}\n".encode())
+    return h.hexdigest()
+
+
+def load_manifest(folder: str | Path, verify: bool = True) -> dict[str, Any]:
+    """Read ``folder/manifest.json`` and (``verify``) check every listed file's
+    size and sha256 and the artifact digest. Raises ArtifactCorruptError naming
+    the folder, the file and the mismatch."""
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    fix = "delete the folder; build_artifact() rebuilds it"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactCorruptError(f"{path}: missing ({fix})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactCorruptError(f"{path}: not valid JSON: {exc} ({fix})") from None
+    if not isinstance(manifest, dict) or manifest.get("manifest_version") != MANIFEST_VERSION:
+        raise ArtifactCorruptError(f"{path}: manifest_version is not {MANIFEST_VERSION} ({fix})")
+    files = manifest.get("files")
+    if not isinstance(files, list) or not files:
+        raise ArtifactCorruptError(f"{path}: key 'files' must be a non-empty list ({fix})")
+    names = []
+    for f in files:
+        name = f.get("name") if isinstance(f, dict) else None
+        if (
+            not isinstance(name, str)
+            or not name
+            or "/" in name
+            or "\\" in name
+            or name in (".", "..")
+        ):
+            raise ArtifactCorruptError(f"{path}: file entry {f!r} has no plain file name ({fix})")
+        names.append(name)
+    if manifest.get("entrypoint") not in names:
+        raise ArtifactCorruptError(
+            f"{path}: entrypoint {manifest.get('entrypoint')!r} is not in files"
+        )
+    if not verify:
+        return manifest
+    for f in files:
+        p = folder / f["name"]
+        if not p.is_file():
+            raise ArtifactCorruptError(
+                f"{folder}: file {f['name']} listed in manifest is missing ({fix})"
+            )
+        size = p.stat().st_size
+        if size != f.get("size_bytes"):
+            raise ArtifactCorruptError(
+                f"{p}: size {size} bytes, manifest says {f.get('size_bytes')} ({fix})"
+            )
+        digest = file_sha256(p)
+        if digest != f.get("sha256"):
+            raise ArtifactCorruptError(
+                f"{p}: sha256 {digest[:16]}... does not match manifest "
+                f"{str(f.get('sha256'))[:16]}... ({fix})"
+            )
+    if manifest.get("sha256") != files_digest(files):
+        raise ArtifactCorruptError(f"{path}: artifact sha256 does not match its files ({fix})")
+    return manifest
+
+
+@contextlib.contextmanager
+def _lock(cache_dir: Path, key: str) -> Iterator[None]:
+    """Serialise builds of one key across processes (a farm builds in parallel)."""
+    lock_dir = cache_dir / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with (lock_dir / f"{key[:32]}.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _cached(folder: Path, key: str) -> bool:
+    """True when ``folder`` holds a valid artifact for ``key``; a corrupt one is removed."""
+    if not folder.exists():
+        return False
+    try:
+        manifest = load_manifest(folder)
+        if manifest.get("build", {}).get("cache_key") != key:
+            raise ArtifactCorruptError(f"{folder}: manifest cache_key does not match {key[:16]}...")
+        return True
+    except ArtifactCorruptError as exc:
+        log.warning("cached artifact is corrupt, rebuilding: %s", exc)
+        trash = folder.with_name(f".trash-{folder.name}-{os.getpid()}")
+        os.rename(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        return False
+
+
+def build_artifact(
+    model: str = "tiny",
+    variant: str = "int8",
+    fmt: str = "onnx",
+    cache_dir: Path | None = None,
+    seed: int = 0,
+    train_steps: int | None = None,
+    external_data: bool = False,
+) -> Path:
+    """Return the artifact folder for these inputs, building it on a cache miss.
+
+    ``external_data=True`` stores weights in ``model.onnx.data`` (a two-file
+    artifact); it is part of neither the key nor the defaults because it does
+    not change what the model computes, only how it is laid out, so it is kept
+    in a separate folder name.
+    """
+    if train_steps is None:
+        _validate(model, variant, fmt)
+        train_steps = get_config(model).train_steps
+    key = artifact_key(model, variant, fmt, seed, train_steps)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    layout = "-ext" if external_data else ""
+    folder = cache_dir / f"{model}-{variant}-{fmt}{layout}-{key[:20]}"
+    if _cached(folder, key):
+        return folder
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with _lock(cache_dir, key):
+        if _cached(folder, key):  # another process built it while we waited
+            return folder
+        tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".tmp-{folder.name}-"))
+        tmp.chmod(0o755)  # mkdtemp makes it 0700; artifacts are not secret
+        try:
+            from gem.export.build_onnx import build_onnx_artifact
+
+            build_onnx_artifact(
+                tmp,
+                model=model,
+                variant=variant,
+                seed=seed,
+                train_steps=train_steps,
+                cache_key=key,
+                versions=_package_versions(),
+                external_data=external_data,
+            )
+            load_manifest(tmp)  # what we wrote must verify before it becomes visible
+            os.rename(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return folder
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON with a trailing newline (stable bytes: sorted nothing, fixed indent)."""
+    path.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
+
+
+def describe_files(folder: Path, names: list[str]) -> list[dict[str, Any]]:
+    """Manifest ``files`` entries for ``names`` inside ``folder``."""
+    return [
+        {"name": n, "sha256": file_sha256(folder / n), "size_bytes": (folder / n).stat().st_size}
+        for n in names
+    ]
+
+
+def timestamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+__all__ = [
+    "BuildError",
+    "artifact_key",
+    "build_artifact",
+    "default_cache_dir",
+    "files_digest",
+    "load_manifest",
+]

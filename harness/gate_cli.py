@@ -1,0 +1,111 @@
+"""`gem-hil gate`: the command-line face of harness.gate.
+
+The lead's harness/cli.py wires it in with:
+
+    from harness.gate_cli import add_gate_parser
+    add_gate_parser(subparsers)        # sets func=handle_gate on the sub-parser
+
+and it also runs alone: `python -m harness.gate_cli --results DIR ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.gate import EXIT_UNSURE, render_markdown, render_table, run_gate
+from harness.profiles import default_targets_dir
+
+
+def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--results", required=True, type=Path, metavar="DIR",
+                   help="folder of result records (*.json, searched recursively)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--baseline", type=Path, metavar="DIR",
+                     help="folder of baseline result records to check regressions against")
+    src.add_argument("--history", metavar="URL",
+                     help="history store to take the baseline from (not supported yet)")
+    p.add_argument("--targets", type=Path, metavar="DIR", default=None,
+                   help="device profiles whose current budgets override the records' limits "
+                        "(default: the checkout's targets/ when it exists)")
+    p.add_argument("--no-profiles", action="store_true",
+                   help="gate only on the limits stored in the records")
+    p.add_argument("--min-effect", type=float, default=0.03, metavar="FRACTION",
+                   help="smallest latency change that counts as a regression (default 0.03)")
+    p.add_argument("--confidence", type=float, default=0.95,
+                   help="confidence of the regression test (default 0.95)")
+    p.add_argument("--run-sd", type=float, default=None, metavar="FRACTION",
+                   help="known run-to-run sd of a run's median (e.g. 0.01); a floor for the "
+                        "value estimated from several baseline/candidate runs")
+    p.add_argument("--lenient-regression", action="store_true",
+                   help="treat an inconclusive regression test as a pass")
+    p.add_argument("--markdown", type=Path, metavar="FILE",
+                   help="also write the Markdown summary here ($GITHUB_STEP_SUMMARY gets it "
+                        "too when set)")
+    p.add_argument("--json", type=Path, metavar="FILE", dest="json_out",
+                   help="write the gate's rows as JSON (for dashboards)")
+    p.set_defaults(func=handle_gate)
+    return p
+
+
+def add_gate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `gate` sub-command to a `gem-hil` sub-parser set."""
+    p = subparsers.add_parser(
+        "gate", help="release gate: budgets + regressions over result records",
+        description="Apply budgets and regression checks to result records. Exit 0 pass, "
+                    "1 fail (budget, regression or a failed run), 2 inconclusive or invalid.")
+    return _configure(p)
+
+
+def handle_gate(args: argparse.Namespace) -> int:
+    """Run the gate; print the table; write Markdown; return the exit code."""
+    if args.history:
+        print(f"gem-hil gate: --history {args.history}: not supported yet (there is no history "
+              "store); use --baseline DIR with the baseline run's result records",
+              file=sys.stderr)
+        return EXIT_UNSURE
+    if not 0.0 < args.confidence < 1.0 or args.min_effect < 0 or (args.run_sd or 0) < 0:
+        print("gem-hil gate: --confidence must be in (0, 1), --min-effect and --run-sd >= 0",
+              file=sys.stderr)
+        return EXIT_UNSURE
+    targets = None
+    if not args.no_profiles:
+        targets = args.targets if args.targets is not None else default_targets_dir()
+        if not targets.is_dir():
+            if args.targets is not None:
+                print(f"gem-hil gate: --targets {targets}: not a directory", file=sys.stderr)
+                return EXIT_UNSURE
+            targets = None
+    try:
+        report = run_gate(args.results, args.baseline, targets, min_effect=args.min_effect,
+                          confidence=args.confidence,
+                          lenient_regression=args.lenient_regression, run_sd=args.run_sd)
+    except HarnessError as exc:
+        print(f"gem-hil gate: {exc}", file=sys.stderr)
+        return EXIT_UNSURE
+    print(render_table(report))
+    md = render_markdown(report)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(md, encoding="utf-8")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(md)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report.as_dict(), indent=1) + "\n", encoding="utf-8")
+    return report.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _configure(argparse.ArgumentParser(prog="gem-hil gate"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Everything sensor-related around one agent run, in two calls for the engine.
+
+    session = SensorSession.for_profile(profile, transport)
+    paths = session.before_run()        # condition, cool down, snapshot, idle baseline
+    out = run_agent(..., --sample-path P for P in paths,
+                    --sample-interval-ms session.sample_interval_ms)
+    fields = session.after_run(out)     # {"energy": ..., "thermal": ..., "conditioning": ...}
+    session.close()                     # restore the governor it changed
+
+The order inside before_run matters: the governor is set first (it changes
+idle power and clocks), cooldown next, the idle baseline right before the
+agent starts (idle power drifts with temperature), the start temperature last.
+Every step degrades to "null + reason" when the device lacks the sensor or
+refuses the change: a missing sensor never fails a run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import ConfigError
+from harness.sensors import cpufreq, thermal, vcgencmd
+from harness.sensors.cooldown import CooldownResult, cooldown
+from harness.sensors.energy import (
+    POWER_KINDS,
+    EnergyPlan,
+    IdleBaseline,
+    energy_from_samples,
+    measure_idle,
+    plan_energy,
+)
+from harness.sensors.reader import SysfsReader, TransportSysfs
+
+if TYPE_CHECKING:
+    from harness.transports.base import Transport
+
+#: [sensors] keys this module reads; keys starting with "android_" belong to the
+#: Android sensor modules and are not checked here.
+SENSOR_KEYS: dict[str, tuple[type, ...]] = {
+    "power": (str,), "hwmon_chip": (str,), "hwmon_label": (str,), "hwmon_index": (int,),
+    "thermal_zone": (str,), "vcgencmd": (bool, str), "idle_s": (int, float),
+    "idle_interval_s": (int, float), "sample_interval_ms": (int,),
+    "cooldown_below_c": (int, float), "cooldown_timeout_s": (int, float),
+    "cooldown_poll_s": (int, float), "allow_throttled": (bool,), "sysfs_root": (str,),
+}
+CONDITIONING_KEYS: dict[str, tuple[type, ...]] = {
+    "governor": (str,), "restore_governor": (bool,), "cpus": (list,),
+}
+
+
+def check_table(table: Mapping[str, Any], known: Mapping[str, tuple[type, ...]],
+                where: str, ignore_prefix: str | None = None) -> dict[str, Any]:
+    """Type-check a profile table; errors name the file, table and key."""
+    for key, value in table.items():
+        if ignore_prefix and key.startswith(ignore_prefix):
+            continue
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(known))}")
+        types = known[key]
+        if isinstance(value, bool) and bool not in types:
+            ok = False
+        else:
+            ok = isinstance(value, types)
+        if not ok:
+            names = "/".join(t.__name__ for t in types)
+            raise ConfigError(f"{where}: {key} = {value!r}: expected {names}")
+    cpus = table.get("cpus")
+    if cpus is not None and (not cpus or not all(isinstance(c, int) and not isinstance(c, bool)
+                                                 and c >= 0 for c in cpus)):
+        raise ConfigError(f"{where}: cpus = {cpus!r}: expected a non-empty list of CPU numbers, "
+                          "e.g. cpus = [2, 3]")
+    power = table.get("power", "auto")
+    if power not in POWER_KINDS and not str(power).startswith("android"):
+        raise ConfigError(f"{where}: power = {power!r}: expected one of "
+                          f"{', '.join(POWER_KINDS)}")
+    return dict(table)
+
+
+def profile_tables(profile: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The profile's [sensors] and [conditioning] tables (attribute, else its TOML file)."""
+    from harness.validity import _profile_table
+
+    where = str(getattr(profile, "path", "profile"))
+    sensors = check_table(_profile_table(profile, "sensors"), SENSOR_KEYS,
+                          f"{where}: [sensors]", ignore_prefix="android_")
+    cond = check_table(_profile_table(profile, "conditioning"), CONDITIONING_KEYS,
+                       f"{where}: [conditioning]", ignore_prefix="android_")
+    return sensors, cond
+
+
+class SensorSession:
+    """Sensors, thermal state and conditioning for one benchmark run on one device."""
+
+    def __init__(self, reader: SysfsReader, transport: Transport | None = None,
+                 sensors: Mapping[str, Any] | None = None,
+                 conditioning: Mapping[str, Any] | None = None, platform: str = "linux",
+                 clock_ns: Callable[[], int] = time.monotonic_ns,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.reader = reader
+        self.transport = transport
+        self.cfg = dict(sensors or {})
+        self.cond = dict(conditioning or {})
+        self.platform = platform
+        self._clock_ns = clock_ns
+        self._sleep = sleep
+        self.sample_interval_ms: int = int(self.cfg.get("sample_interval_ms", 50))
+        self.plan: EnergyPlan = EnergyPlan(None, None, reason="before_run() was not called")
+        self.zone: thermal.ThermalZone | None = None
+        self.idle: IdleBaseline | None = None
+        self.cooldown_result: CooldownResult | None = None
+        self.governor_change: cpufreq.GovernorChange | None = None
+        self.cpufreq_before: cpufreq.CpuFreqState | None = None
+        self._freq_paths: list[str] = []
+        self._throttle_paths: list[str] = []
+        self._throttle_before: dict[str, int] = {}
+        self._vc_before: int | None = None
+        self._temp_start: float | None = None
+
+    @classmethod
+    def for_profile(cls, profile: Any, transport: Transport) -> SensorSession:
+        sensors, cond = profile_tables(profile)
+        root = str(sensors.get("sysfs_root", "/"))
+        return cls(TransportSysfs(transport, root=root), transport, sensors, cond,
+                   platform=getattr(profile, "platform", "linux"))
+
+    # -- before ---------------------------------------------------------------
+
+    def _use_vcgencmd(self) -> bool:
+        v = self.cfg.get("vcgencmd", "auto")
+        return self.transport is not None and (v is True or (v == "auto" and
+                                                              self.platform == "linux"))
+
+    def _temp_now(self) -> float | None:
+        if self.zone is None:
+            return None
+        return thermal.parse_temp_c(self.reader.read_text(self.zone.temp_path))
+
+    def before_run(self) -> list[str]:
+        """Prepare the device and return the physical sysfs paths the agent must sample."""
+        gov = self.cond.get("governor")
+        if gov and self.transport is not None:
+            self.governor_change = cpufreq.set_governor(self.transport, self.reader, str(gov))
+        self.cpufreq_before = cpufreq.read_cpufreq(self.reader)
+        self.plan = plan_energy(self.cfg, self.reader)
+        zones = thermal.find_zones(self.reader)
+        self.zone = thermal.pick_zone(zones, self.reader, self.cfg.get("thermal_zone"))
+        self._freq_paths = cpufreq.cur_freq_paths(self.reader)
+        self._throttle_paths = thermal.throttle_count_paths(self.reader)
+        if "cooldown_below_c" in self.cfg:
+            self.cooldown_result = cooldown(
+                self._temp_now, float(self.cfg["cooldown_below_c"]),
+                float(self.cfg.get("cooldown_timeout_s", 120.0)),
+                float(self.cfg.get("cooldown_poll_s", 2.0)),
+                clock=lambda: self._clock_ns() / 1e9, sleep=self._sleep)
+        self._throttle_before = thermal.read_throttle_counts(self.reader, self._throttle_paths)
+        if self._use_vcgencmd():
+            self._vc_before = vcgencmd.read_throttled(self.transport)  # type: ignore[arg-type]
+        self.idle = measure_idle(self.reader, self.plan, float(self.cfg.get("idle_s", 2.0)),
+                                 float(self.cfg.get("idle_interval_s", 0.1)),
+                                 clock=self._clock_ns, sleep=self._sleep)
+        self._temp_start = self._temp_now()
+        return self.sample_paths()
+
+    def sample_paths(self) -> list[str]:
+        paths = list(self.plan.sample_paths)
+        if self.zone is not None:
+            paths.append(self.reader.physical(self.zone.temp_path))
+        paths += [self.reader.physical(p) for p in self._freq_paths]
+        return list(dict.fromkeys(paths))
+
+    # -- after ----------------------------------------------------------------
+
+    def after_run(self, agent_out: Mapping[str, Any]) -> dict[str, Any]:
+        """Record fields from the agent's output: {"energy", "thermal", "conditioning"}."""
+        samples: Mapping[str, Any] = agent_out.get("sysfs_samples") or {}
+        window = agent_out.get("window_monotonic_ns")
+        count = int((agent_out.get("run") or {}).get("count") or
+                    len(agent_out.get("latency_samples_ns") or []))
+        energy = energy_from_samples(self.plan, samples, window, count, self.idle)
+        return {"energy": energy, "thermal": self._thermal_after(samples),
+                "conditioning": self.conditioning_record()}
+
+    def _thermal_after(self, samples: Mapping[str, Any]) -> dict[str, Any]:
+        temp_end = self._temp_now()
+        temps: list[float] = []
+        if self.zone is not None:
+            phys = self.reader.physical(self.zone.temp_path)
+            temps = [t for _, raw in samples.get(phys, [])
+                     if (t := thermal.parse_temp_c(raw)) is not None]
+        evidence: list[str] = []
+        unknown = False
+        bits = None
+        if self._use_vcgencmd():
+            after = vcgencmd.read_throttled(self.transport)  # type: ignore[arg-type]
+            if self._vc_before is not None or after is not None:
+                bits = vcgencmd.throttled_during(self._vc_before, after)
+                if bits["throttled"]:
+                    evidence.append("vcgencmd: " + ", ".join(bits["kinds"]))
+                elif bits["throttled"] is None:
+                    unknown = True
+        events = None
+        if self._throttle_paths:
+            after_counts = thermal.read_throttle_counts(self.reader, self._throttle_paths)
+            events = thermal.throttle_events_between(self._throttle_before, after_counts)
+            if events:
+                evidence.append(f"kernel thermal_throttle counters +{events}")
+        freq = cpufreq.freq_summary_from_samples(
+            samples, [self.reader.physical(p) for p in self._freq_paths],
+            self.cpufreq_before.max_khz if self.cpufreq_before else {})
+        gov = self.cpufreq_before.governor if self.cpufreq_before else None
+        if freq["below_90pct_of_max"] and gov == "performance":
+            evidence.append("a CPU clock fell below 90 % of its maximum under the performance "
+                            "governor")
+        sources = bool(bits) or events is not None or (gov == "performance" and freq["per_cpu"])
+        if evidence:
+            throttled: bool | None = True
+        elif unknown or not sources:
+            throttled = None
+        else:
+            throttled = False
+        zone_note = None
+        if self.zone is None and self.cfg.get("thermal_zone"):
+            zone_note = (f"[sensors] thermal_zone = {self.cfg['thermal_zone']!r} not found under "
+                         "/sys/class/thermal (use a zone's type or thermal_zoneN name)")
+        return {
+            "zone": self.zone.type if self.zone else None,
+            "zone_note": zone_note,
+            "temp_start_c": self._temp_start, "temp_end_c": temp_end,
+            "temp_max_c": max(temps) if temps else None,
+            "temp_samples": len(temps),
+            "throttled": throttled, "throttle_evidence": evidence,
+            "throttle_bits": bits, "throttle_events": events,
+            "cooldown": self.cooldown_result.as_dict() if self.cooldown_result else None,
+            "cpufreq": freq,
+        }
+
+    def agent_prefix(self) -> list[str]:
+        """argv prefix that pins the agent to [conditioning] cpus (Linux taskset), or [].
+
+        Pinning keeps the scheduler from moving the benchmark between big and
+        little cores mid-run (a bimodal latency that no statistic can fix).
+        """
+        cpus = self.cond.get("cpus")
+        if not cpus:
+            return []
+        return ["taskset", "-c", ",".join(str(int(c)) for c in cpus)]
+
+    def conditioning_record(self) -> dict[str, Any]:
+        """For environment.conditioning: what was asked, what the device really had."""
+        st = self.cpufreq_before
+        return {
+            "governor_requested": self.cond.get("governor"),
+            "governor": st.governor if st else None,
+            "governor_change": self.governor_change.as_dict() if self.governor_change else None,
+            "cpus": list(self.cond.get("cpus") or []) or None,
+            "max_khz": dict(st.max_khz) if st else {},
+            "sample_interval_ms": self.sample_interval_ms,
+        }
+
+    def close(self) -> None:
+        """Restore the governors set_governor replaced (unless restore_governor = false)."""
+        ch = self.governor_change
+        if (ch and ch.applied and self.transport is not None
+                and self.cond.get("restore_governor", True)):
+            cpufreq.restore_governors(self.transport, self.reader, ch.previous)
+            self.governor_change = None
+
+
+def local_session(root: str | Path = "/", **kwargs: Any) -> SensorSession:
+    """A session on this host's files (tests: root = a fake sysfs tree)."""
+    from harness.sensors.reader import LocalSysfs
+
+    return SensorSession(LocalSysfs(root), **kwargs)

@@ -1,0 +1,270 @@
+"""gem.export + gem.artifacts: ONNX export, int8 quantization, manifest, cache.
+
+The tiny fp32 and int8 artifacts are built once per session (module-scoped
+fixture writing to a temporary cache) and shared by the tests below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="building artifacts needs torch (pip install torch==2.13.0)")
+onnx = pytest.importorskip("onnx", reason="building artifacts needs onnx")
+pytest.importorskip("onnxruntime", reason="artifacts are checked with onnxruntime")
+
+from gem import artifacts  # noqa: E402
+from gem.artifacts import artifact_key, build_artifact, files_digest, load_manifest  # noqa: E402
+from gem.config import get_config  # noqa: E402
+from gem.errors import ArtifactCorruptError  # noqa: E402
+from gem.export.onnx import export_onnx, make_session, run_session  # noqa: E402
+from gem.quantization import HYBRID_V1, quantize_onnx, summarize_quantized  # noqa: E402
+from gem.tokenizer import encode_batch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS = 10  # enough to be a trained model; keeps the session build short
+MANIFEST_KEYS = {
+    "manifest_version", "model", "variant", "format", "files", "entrypoint", "sha256", "opset",
+    "inputs", "outputs", "checked_with", "reference", "params_total", "params_active_per_token",
+    "num_classes", "max_len_tokens", "vocab_size", "pad_id", "quantization", "build",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gem-cache")
+
+
+@pytest.fixture(scope="module")
+def built(cache_dir: Path) -> dict[str, Path]:
+    return {
+        v: build_artifact("tiny", v, cache_dir=cache_dir, train_steps=STEPS)
+        for v in ("fp32", "int8")
+    }
+
+
+def _manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def test_manifest_has_contract_keys_and_verifies(built: dict[str, Path]) -> None:
+    for variant, folder in built.items():
+        m = load_manifest(folder)
+        assert MANIFEST_KEYS <= set(m), MANIFEST_KEYS - set(m)
+        assert (m["model"], m["variant"], m["format"], m["manifest_version"]) == (
+            "tiny",
+            variant,
+            "onnx",
+            1,
+        )
+        assert m["entrypoint"] == "model.onnx" and m["opset"] >= 17
+        assert m["inputs"] == [{"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]}]
+        assert m["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", 8]}]
+        assert m["params_total"] == get_config("tiny").param_counts()["total"] < 1_000_000
+        assert m["params_active_per_token"] < m["params_total"]
+        assert (m["vocab_size"], m["pad_id"], m["num_classes"]) == (260, 256, 8)
+        assert m["max_len_tokens"] >= 256
+        assert m["build"]["train_steps"] == STEPS and 0.0 <= m["build"]["train_accuracy"] <= 1.0
+        assert m["build"]["cache_key"] == artifact_key("tiny", variant, train_steps=STEPS)
+        names = {f["name"] for f in m["files"]}
+        assert names == {p.name for p in folder.iterdir()} - {"manifest.json"}
+        assert m["sha256"] == files_digest(m["files"])
+        assert not [p for p in folder.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_onnx_io_and_dynamic_sequence_length(built: dict[str, Path]) -> None:
+    proto = onnx.load(str(built["fp32"] / "model.onnx"))
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    assert inp.name == "input_ids" and inp.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert all(isinstance(d, str) for d in dims), dims  # both axes symbolic
+    assert out.name == "logits" and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    for variant, folder in built.items():
+        sess = make_session(folder / "model.onnx")
+        for batch, seq in ((1, 1), (3, 7), (2, 64), (1, 256)):
+            ids = np.random.default_rng(seq).integers(0, 256, size=(batch, seq), dtype=np.int64)
+            logits = run_session(sess, ids)
+            assert logits.shape == (batch, 8) and logits.dtype == np.float32, (variant, seq)
+            assert np.isfinite(logits).all()
+
+
+def test_reference_matches_runtime_at_four_lengths(built: dict[str, Path]) -> None:
+    for variant, folder in built.items():
+        m = _manifest(folder)
+        ref = json.loads((folder / m["reference"]["file"]).read_text())
+        lengths = [len(x["input_ids"][0]) for x in ref["inputs"]]
+        assert len(lengths) == 4 and len(set(lengths)) == 4, lengths
+        assert m["reference"]["atol"] == (pytest.approx(1e-4) if variant == "fp32" else 1e-3) or (
+            m["reference"]["atol"] > m["reference"]["atol_basis"]["floor"]
+        )
+        sess = make_session(folder / "model.onnx", threads=2)
+        for x, y in zip(ref["inputs"], ref["outputs"], strict=True):
+            got = run_session(sess, np.asarray(x["input_ids"], dtype=np.int64))
+            np.testing.assert_allclose(got, np.asarray(y["logits"]), atol=m["reference"]["atol"])
+        # reference inputs are real text, not random ids
+        text = bytes(i for i in ref["inputs"][1]["input_ids"][0] if i < 256).decode(
+            "utf-8", "replace"
+        )
+        assert " the " in text or "の" in text or "的" in text
+
+
+def test_int8_really_quantizes_experts_and_is_smaller(built: dict[str, Path]) -> None:
+    fp32 = built["fp32"] / "model.onnx"
+    int8 = built["int8"] / "model.onnx"
+    assert int8.stat().st_size < 0.6 * fp32.stat().st_size
+    summary = summarize_quantized(onnx.load(str(int8)))
+    cfg = get_config("tiny")
+    experts = {f"layers.{i}.scar.{w}" for i in range(cfg.n_layers) for w in ("w_up", "w_down")}
+    assert experts <= set(summary["int8_weights"])
+    assert not [
+        w for w in summary["int8_weights"] if "dtr" in w or "scar.query" in w or "keys" in w
+    ]
+    assert summary["dynamic_quantize_linear"] > 0
+    assert any(w.startswith("layers.") and "scar.w_" in w for w in summary["int8_weights"])
+    q = _manifest(built["int8"])["quantization"]
+    assert q["policy"] == HYBRID_V1.name
+    assert q["matmul_int8"] == summary["matmul_integer"] >= 6 * cfg.n_layers
+    assert q["matmul_fp32"] == summary["matmul_fp32"] > 0  # router, head, attention scores
+    assert q["by_group"]["expert"] == {"int8": 2 * cfg.n_layers, "fp32": 0}
+    assert q["by_group"]["router"]["int8"] == 0
+    assert q["vs_fp32_holdout"]["top1_agreement"] >= 0.85
+    fp32_q = _manifest(built["fp32"])["quantization"]
+    assert (
+        fp32_q["matmul_int8"] == 0
+        and summarize_quantized(onnx.load(str(fp32)))["matmul_integer"] == 0
+    )
+
+
+def test_cache_hit_is_fast_and_does_not_import_torch(
+    built: dict[str, Path], cache_dir: Path
+) -> None:
+    code = (
+        "import json, sys, time\n"
+        "t = time.perf_counter()\n"
+        "from gem.artifacts import build_artifact\n"
+        f"f = build_artifact('tiny', 'int8', cache_dir={str(cache_dir)!r}, train_steps={STEPS})\n"
+        "dt = time.perf_counter() - t\n"
+        "print(json.dumps({'folder': str(f), 'seconds': dt, 'torch': 'torch' in sys.modules}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["folder"] == str(built["int8"])
+    assert out["torch"] is False
+    assert out["seconds"] < 1.0, out
+    # and in-process: the same folder, untouched
+    before = (built["int8"] / "model.onnx").stat().st_mtime_ns
+    t = time.perf_counter()
+    assert build_artifact("tiny", "int8", cache_dir=cache_dir, train_steps=STEPS) == built["int8"]
+    assert time.perf_counter() - t < 0.5
+    assert (built["int8"] / "model.onnx").stat().st_mtime_ns == before
+
+
+def test_cache_key_tracks_inputs() -> None:
+    base = artifact_key("tiny", "int8")
+    assert base == artifact_key("tiny", "int8") and len(base) == 64
+    others = {
+        artifact_key("tiny", "fp32"),
+        artifact_key("edge", "int8"),
+        artifact_key("tiny", "int8", seed=1),
+        artifact_key("tiny", "int8", train_steps=3),
+    }
+    assert base not in others and len(others) == 4
+    with pytest.raises(ValueError, match="tiny"):
+        artifact_key("nope")
+    with pytest.raises(ValueError, match="fp32, int8"):
+        artifact_key("tiny", "int4")
+    with pytest.raises(ValueError, match="onnx"):
+        artifact_key("tiny", "int8", fmt="tflite")
+
+
+def test_cache_key_changes_when_gem_source_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = artifact_key("tiny", "int8")
+    real = artifacts._source_digests
+    monkeypatch.setattr(artifacts, "_source_digests", lambda: {**real(), "model.py": "0" * 64})
+    assert artifact_key("tiny", "int8") != base
+
+
+def test_corrupted_cached_file_is_detected(built: dict[str, Path], tmp_path: Path) -> None:
+    folder = tmp_path / built["int8"].name
+    shutil.copytree(built["int8"], folder)
+    model = folder / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, different content
+    model.write_bytes(bytes(data))
+    with pytest.raises(ArtifactCorruptError, match=r"model\.onnx: sha256"):
+        load_manifest(folder)
+    model.write_bytes(bytes(data[:-10]))
+    with pytest.raises(ArtifactCorruptError, match=r"model\.onnx: size"):
+        load_manifest(folder)
+    model.unlink()
+    with pytest.raises(ArtifactCorruptError, match="model.onnx listed in manifest is missing"):
+        load_manifest(folder)
+    assert load_manifest(folder, verify=False)["variant"] == "int8"  # cheap read still works
+    # the cache treats it as a miss and removes it so the next build replaces it
+    key = _manifest(folder)["build"]["cache_key"]
+    assert artifacts._cached(folder, key) is False and not folder.exists()
+
+
+def test_manifest_with_escaping_file_name_is_rejected(
+    built: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "a"
+    shutil.copytree(built["fp32"], folder)
+    m = _manifest(folder)
+    m["files"][0]["name"] = "../model.onnx"
+    (folder / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactCorruptError, match="plain file name"):
+        load_manifest(folder)
+
+
+def test_crash_during_build_leaves_nothing_that_looks_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gem.export.build_onnx as build_onnx
+
+    def crash(out: Path, **_: object) -> None:
+        (out / "model.onnx").write_bytes(b"half")
+        raise RuntimeError("simulated crash mid-build")
+
+    monkeypatch.setattr(build_onnx, "build_onnx_artifact", crash)
+    with pytest.raises(RuntimeError, match="simulated"):
+        build_artifact("tiny", "fp32", cache_dir=tmp_path, train_steps=1)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != ".locks"]
+    assert leftovers == []
+
+
+def test_export_external_data_and_parity_with_torch(tmp_path: Path) -> None:
+    """Two-file layout (model.onnx + model.onnx.data) exports, runs and quantizes;
+    ONNX matches torch at several sequence lengths (untrained model, no build)."""
+    import torch
+
+    from gem.model import build_model
+
+    model = build_model(get_config("tiny"), seed=3)
+    example, _ = encode_batch(["hello there", "bonjour à tous"], max_len=12, pad_to=12)
+    info = export_onnx(model, tmp_path / "fp32", example, external_data=True)
+    assert [p.name for p in info.files] == ["model.onnx", "model.onnx.data"]
+    assert info.files[1].stat().st_size > info.files[0].stat().st_size  # weights live outside
+    sess = make_session(info.files[0])
+    for seq in (1, 5, 33, 256):
+        ids = np.random.default_rng(seq).integers(0, 259, size=(2, seq), dtype=np.int64)
+        with torch.no_grad():
+            want = model(torch.from_numpy(ids)).numpy()
+        np.testing.assert_allclose(run_session(sess, ids), want, atol=1e-4, rtol=0)
+    q = quantize_onnx(info.files[0], tmp_path / "int8.onnx", HYBRID_V1, external_data=True)
+    assert q["matmul_int8"] > 0
+    assert (tmp_path / "int8.onnx").exists()
+    out = run_session(make_session(tmp_path / "int8.onnx"), example)
+    assert out.shape == (2, 8)
