@@ -152,13 +152,23 @@ def load_manifest(folder: str | Path, verify: bool = True) -> dict[str, Any]:
         ):
             raise ArtifactCorruptError(f"{path}: file entry {f!r} has no plain file name ({fix})")
         names.append(name)
+    ref = manifest.get("reference")
+    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str):
+        raise ArtifactCorruptError(f"{path}: key 'reference' must name a file ({fix})")
+    if "/" in ref["file"] or "\\" in ref["file"] or ref["file"] in (".", ".."):
+        raise ArtifactCorruptError(f"{path}: reference file {ref['file']!r} is not a plain name")
     if manifest.get("entrypoint") not in names:
         raise ArtifactCorruptError(
             f"{path}: entrypoint {manifest.get('entrypoint')!r} is not in files"
         )
     if not verify:
         return manifest
-    for f in files:
+    checked = list(files)
+    if "sha256" in ref:  # the reference file is verified like the model files
+        checked.append(
+            {"name": ref["file"], "sha256": ref["sha256"], "size_bytes": ref.get("size_bytes")}
+        )
+    for f in checked:
         p = folder / f["name"]
         if not p.is_file():
             raise ArtifactCorruptError(

@@ -5,8 +5,8 @@ Only enough to make artifacts classify something real; quality metrics
 knowledge preservation loss (gem/distillation.py) -- plain cross-entropy when
 no teacher is given -- plus two small routing regularisers: SCAR's
 Switch-style load-balance loss over the batch's expert selections (keeps all
-domain banks in use) and a DTR budget term ``(mean gate - target)^2`` (keeps
-the gates near the threshold region instead of saturating at 0 or 1).
+domain banks in use) and an optional DTR budget term ``(mean gate - target)^2``
+(weight 0 by default, see TrainOptions).
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ class TrainOptions:
     max_len: int = 128
     seed: int = 0
     load_balance_weight: float = 0.01
-    dtr_budget_weight: float = 0.05
+    # Off by default: pulling the mean gate towards a target near the threshold
+    # crowds scores at the decision boundary, which makes routing fragile
+    # (tiny float differences between runtimes flip tokens).
+    dtr_budget_weight: float = 0.0
     dtr_target: float = 0.5
     # distillation (used only when a teacher is passed)
     temperature: float = 2.0

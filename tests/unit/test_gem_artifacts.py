@@ -24,10 +24,11 @@ pytest.importorskip("onnxruntime", reason="artifacts are checked with onnxruntim
 from gem import artifacts  # noqa: E402
 from gem.artifacts import artifact_key, build_artifact, files_digest, load_manifest  # noqa: E402
 from gem.config import get_config  # noqa: E402
+from gem.data import generate_dataset  # noqa: E402
 from gem.errors import ArtifactCorruptError  # noqa: E402
 from gem.export.onnx import export_onnx, make_session, run_session  # noqa: E402
 from gem.quantization import HYBRID_V1, quantize_onnx, summarize_quantized  # noqa: E402
-from gem.tokenizer import encode_batch  # noqa: E402
+from gem.tokenizer import BOS_ID, encode_batch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 10  # enough to be a trained model; keeps the session build short
@@ -75,8 +76,11 @@ def test_manifest_has_contract_keys_and_verifies(built: dict[str, Path]) -> None
         assert m["build"]["train_steps"] == STEPS and 0.0 <= m["build"]["train_accuracy"] <= 1.0
         assert m["build"]["cache_key"] == artifact_key("tiny", variant, train_steps=STEPS)
         names = {f["name"] for f in m["files"]}
-        assert names == {p.name for p in folder.iterdir()} - {"manifest.json"}
+        assert names == {p.name for p in folder.iterdir()} - {"manifest.json", "reference.json"}
+        assert m["reference"]["file"] == "reference.json" and len(m["reference"]["sha256"]) == 64
         assert m["sha256"] == files_digest(m["files"])
+        margins = m["reference"]["routing_margins"]
+        assert len(margins) == 4 and all(x > 0 for x in margins), margins
         assert not [p for p in folder.parent.iterdir() if p.name.startswith(".tmp-")]
 
 
@@ -109,11 +113,13 @@ def test_reference_matches_runtime_at_four_lengths(built: dict[str, Path]) -> No
         for x, y in zip(ref["inputs"], ref["outputs"], strict=True):
             got = run_session(sess, np.asarray(x["input_ids"], dtype=np.int64))
             np.testing.assert_allclose(got, np.asarray(y["logits"]), atol=m["reference"]["atol"])
-        # reference inputs are real text, not random ids
-        text = bytes(i for i in ref["inputs"][1]["input_ids"][0] if i < 256).decode(
-            "utf-8", "replace"
-        )
-        assert " the " in text or "の" in text or "的" in text
+        # reference inputs are real data-set text, not random ids
+        texts = [s.text for s in generate_dataset(64)]
+        for x in ref["inputs"]:
+            ids = x["input_ids"][0]
+            assert ids[0] == BOS_ID
+            text = bytes(i for i in ids[1:13]).decode("utf-8", "replace")
+            assert any(t.startswith(text.rstrip("\ufffd")) for t in texts), text
 
 
 def test_int8_really_quantizes_experts_and_is_smaller(built: dict[str, Path]) -> None:
@@ -212,6 +218,12 @@ def test_corrupted_cached_file_is_detected(built: dict[str, Path], tmp_path: Pat
     with pytest.raises(ArtifactCorruptError, match="model.onnx listed in manifest is missing"):
         load_manifest(folder)
     assert load_manifest(folder, verify=False)["variant"] == "int8"  # cheap read still works
+    shutil.copy(built["int8"] / "model.onnx", model)
+    load_manifest(folder)  # restored: verifies again
+    ref = folder / "reference.json"
+    ref.write_text(ref.read_text() + " ")  # still valid JSON, different bytes
+    with pytest.raises(ArtifactCorruptError, match=r"reference\.json: size"):
+        load_manifest(folder)
     # the cache treats it as a miss and removes it so the next build replaces it
     key = _manifest(folder)["build"]["cache_key"]
     assert artifacts._cached(folder, key) is False and not folder.exists()
