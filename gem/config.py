@@ -6,7 +6,7 @@ config on a cache hit, and a cache hit must not pay for importing torch.
 Two named configs ship:
 
 - ``tiny``: < 1 M parameters; used by the unit tests and the ``local`` default
-  run, where a 64-token forward pass takes about a millisecond in onnxruntime.
+  run, where a 64-token forward pass takes under a millisecond in onnxruntime.
 - ``edge``: 10-30 M parameters in total but only ~5 M *active* per token (top-k
   of 16 domain experts), sized from the Pi 4 roofline in DESIGN.md: a 128-token
   pass under 100 ms leaves ~1.6 GFLOP, i.e. roughly 4-6 M active parameters.

@@ -42,7 +42,8 @@ class LocalArtifact:
         """Every file the device needs, with its known sha256 where the manifest has it."""
         out: list[tuple[Path, str | None]] = [(self.folder / f["name"], f["sha256"])
                                               for f in self.files]
-        out.append((self.folder / self.manifest["reference"]["file"], None))
+        ref = self.manifest["reference"]
+        out.append((self.folder / ref["file"], ref.get("sha256")))
         out.append((self.folder / "manifest.json", None))
         return out
 
@@ -72,9 +73,11 @@ def build_artifact(model: str, variant: str, fmt: str = "onnx",
             f"building a {model}-{variant} {fmt} artifact needs the build extra ({exc}); "
             "install torch==2.13.0 first, then: pip install -e '.[build]'"
         ) from None
+    from gem.errors import GemError
+
     try:
         folder = gem_build(model=model, variant=variant, fmt=fmt, cache_dir=cache_dir)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, GemError) as exc:
         raise ArtifactError(f"cannot build {model}-{variant} ({fmt}): {exc}") from None
     return load_artifact(folder)
 

@@ -47,7 +47,7 @@ def summary_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(HEADERS)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*HEADERS), fmt.format(*("-" * w for w in widths))]
+    lines = [fmt.format(*HEADERS).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
     lines += [fmt.format(*r).rstrip() for r in rows]
     return lines + validity_notes(records)
 

@@ -173,8 +173,11 @@ def bench_input(np, manifest: dict, seq_len: int, seed: int):
         raise AgentFailure("usage", f"seq_len_tokens {seq_len} exceeds the model's "
                            f"max_len_tokens {max_len}", EXIT_USAGE)
     rng = np.random.default_rng(seed)
-    low = min(4, vocab - 1)
-    ids = rng.integers(low, min(vocab, 256 + low), size=(1, seq_len), dtype=np.int64)
+    # byte tokens 0..255 after a leading bos, as the byte tokenizer produces them
+    ids = rng.integers(0, min(vocab, 256), size=(1, seq_len), dtype=np.int64)
+    bos = manifest.get("bos_id")
+    if bos is not None and seq_len > 1:
+        ids[0, 0] = int(bos)
     name = manifest["inputs"][0]["name"]
     return {name: ids}
 

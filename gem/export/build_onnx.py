@@ -300,6 +300,7 @@ def build_onnx_artifact(
         "max_len_tokens": cfg.max_len_tokens,
         "vocab_size": cfg.vocab_size,
         "pad_id": cfg.pad_id,
+        "bos_id": BOS_ID,
         "routing": {
             "num_experts": cfg.num_experts,
             "experts_per_domain": cfg.experts_per_domain,
