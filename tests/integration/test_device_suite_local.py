@@ -96,3 +96,22 @@ def test_cli_devices_check_reaches_local(tmp_path):
     assert local.rstrip().endswith("yes")
     pi4 = next(ln for ln in res.stdout.splitlines() if ln.startswith("pi4 "))
     assert " no" in pi4  # pi4.local does not exist here: reported, not crashed
+
+
+@pytest.mark.slow
+def test_invalid_run_exits_2_like_the_gate(tmp_path):
+    """A run that cannot meet LoadGen's minimum duration is invalid: pytest and
+    `gem-hil gate` both say 2 (not a pass, not a budget failure)."""
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    text = (REPO / "targets" / "local.toml").read_text()
+    text = text.replace("min_duration_s = 1.0", "min_duration_s = 30.0").replace(
+        "max_count = 5000", "max_count = 50").replace("min_count = 200", "min_count = 20").replace(
+        "max_duration_s = 20.0", "max_duration_s = 60.0")
+    (targets / "local.toml").write_text(text)
+    res = run(pytest_argv(tmp_path, "--device=local", f"--targets-dir={targets}"), tmp_path)
+    assert res.returncode == 2, res.stdout[-3000:]
+    assert "is below min_duration_s" in res.stdout
+    gate = run([sys.executable, "-m", "harness.cli", "gate", "--results",
+                str(tmp_path / "reports"), "--no-profiles"], tmp_path)
+    assert gate.returncode == 2, gate.stdout + gate.stderr
