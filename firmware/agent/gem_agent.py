@@ -86,21 +86,17 @@ ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55"
 
 
 def host_facts() -> dict:
-    cpu_model = ""
-    cpu_part = None
-    implementer = None
-    cpuinfo = read_text("/proc/cpuinfo") or ""
-    for line in cpuinfo.splitlines():
+    fields: dict[str, str] = {}
+    for line in (read_text("/proc/cpuinfo") or "").splitlines():
         key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key in ("model name", "Model", "Hardware") and not cpu_model:
-            cpu_model = value
-        if key == "CPU part" and cpu_part is None:
-            cpu_part = value.lower()
-        if key == "CPU implementer" and implementer is None:
-            implementer = value.lower()
-    if not cpu_model and implementer == "0x41" and cpu_part in ARM_PARTS:
-        cpu_model = ARM_PARTS[cpu_part]
+        fields.setdefault(key.strip(), value.strip())  # first core's values
+    cpu_part = fields.get("CPU part", "").lower() or None
+    # x86 names its CPU; ARM gives an implementer + part number to look up
+    cpu_model = fields.get("model name", "")
+    if not cpu_model and fields.get("CPU implementer", "").lower() == "0x41":
+        cpu_model = ARM_PARTS.get(cpu_part or "", "")
+    cpu_model = cpu_model or fields.get("Hardware", "")
+    board = fields.get("Model") or (read_text("/proc/device-tree/model") or "").strip("\x00\n")
     os_name = platform.system()
     osrel = read_text("/etc/os-release") or ""
     for line in osrel.splitlines():
@@ -113,6 +109,7 @@ def host_facts() -> dict:
         "machine": platform.machine(),
         "cpu_model": cpu_model or platform.processor() or "unknown",
         "cpu_part": cpu_part,
+        "board": board or None,
         "cpu_count": os.cpu_count() or 0,
         "python": platform.python_version(),
         "governor": governor.strip() if governor else None,

@@ -260,6 +260,7 @@ def test_device_suite_on_the_vm_records_an_emulated_a72(qemu_image: ImagePaths,
         assert rec["device"]["emulated"] is True and rec["device"]["transport"] == "qemu"
         env_ = rec["environment"]
         assert env_["machine"] == "aarch64" and env_["cpu_count"] == 4
+        assert env_["cpu_model"] == "Cortex-A72" and env_["host"]["cpu_part"] == "0xd08"
         assert env_["runtime_version"] == wheel_pin("onnxruntime")
         assert rec["parity"]["passed"]
         timing = [v for v in rec["verdicts"] if v["metric"].startswith("latency")]
