@@ -11,10 +11,13 @@ kernels and float summation order (CPU ISA, thread count, graph fusions). We
 measure that spread on the host by re-running the references with 2 threads
 and graph optimisations disabled (different kernels/fusions), and set
 ``atol = max(floor, 10 x measured)``. Floors: fp32 1e-4 (float rounding on
-O(1) logits); int8 1e-3, because DynamicQuantizeLinear derives each
+O(1) logits); int8 1e-2, because DynamicQuantizeLinear derives each
 activation's scale from its min/max, so a 1-ulp change upstream can move a
 value by one quantization step (~range/255) and the int8 GEMM kernels differ
-between x86 (AVX2/VNNI) and ARM (NEON dot product).
+between x86 (AVX2/VNNI) and ARM (NEON dot product). Measured: edge-int8 built
+on x86 and run by onnxruntime 1.32.0 for aarch64 (qemu-user-pi4) differs by
+1.5e-3, tiny-int8 by 5e-5; the host alone by ~5e-7. A 1e-3 floor failed the
+edge case, 1e-2 leaves ~6x headroom, and top-1 agreement stays exact.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from gem.quantization import HYBRID_V1, quantize_onnx, summarize_quantized
 from gem.tokenizer import BOS_ID, encode_batch
 
 TORCH_PARITY_ATOL = 1e-4  # fp32 ONNX vs torch, checked at build time
-ATOL_FLOOR = {"fp32": 1e-4, "int8": 1e-3}
+ATOL_FLOOR = {"fp32": 1e-4, "int8": 1e-2}
 REF_FILE = "reference.json"
 DATASET_PER_DOMAIN = 64
 
