@@ -1,6 +1,6 @@
 """`gem-hil`: the harness without pytest.
 
-    gem-hil devices [--check]             list profiles (and whether they answer)
+    gem-hil devices [NAME...] [--check]   list profiles (and whether they answer)
     gem-hil build [--model M --variant V]  build or fetch the cached artifact
     gem-hil bench --device NAME [--json]   build, push, run, gate, write a record
     gem-hil gate --results DIR [--baseline DIR]   release gate over result records
@@ -32,7 +32,13 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
     rows = [("name", "transport", "platform", "runtime", "model", "reachable")]
     problems = []
-    for name in available_devices(_targets(args)):
+    names = available_devices(_targets(args))
+    unknown = [n for n in args.names if n not in names]
+    if unknown:
+        print(f"gem-hil: error: unknown device(s) {', '.join(unknown)}; available: "
+              f"{', '.join(names)}", file=sys.stderr)
+        return EXIT_ERROR
+    for name in args.names or names:
         try:
             p = load_profile(name, _targets(args))
         except HarnessError as exc:
@@ -123,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("devices", help="list device profiles")
-    d.add_argument("--check", action="store_true", help="try to reach each device")
+    d.add_argument("names", nargs="*", metavar="NAME", help="only these profiles")
+    d.add_argument("--check", action="store_true",
+                   help="try to reach each listed device (one trivial command; boots a "
+                        "QEMU device)")
     d.add_argument("--accept-new-host-key", action="store_true")
     d.set_defaults(func=cmd_devices)
 

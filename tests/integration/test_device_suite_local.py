@@ -90,12 +90,34 @@ def test_cli_devices_lists_every_profile(tmp_path):
     assert names == expected
 
 
-def test_cli_devices_check_reaches_local(tmp_path):
-    res = run([sys.executable, "-m", "harness.cli", "devices", "--check"], tmp_path)
-    local = next(ln for ln in res.stdout.splitlines() if ln.startswith("local "))
-    assert local.rstrip().endswith("yes")
-    pi4 = next(ln for ln in res.stdout.splitlines() if ln.startswith("pi4 "))
-    assert " no" in pi4  # pi4.local does not exist here: reported, not crashed
+def test_cli_devices_check_reports_reachable_and_not(tmp_path):
+    """--check runs one command on each named device; a dead board is reported,
+    not crashed on. Only loopback is contacted: a closed local port stands in for
+    a board that is off."""
+    import socket
+
+    from sshd_board import write_ed25519_key
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    key = tmp_path / "id_ed25519"
+    write_ed25519_key(key)
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    (targets / "local.toml").write_text((REPO / "targets" / "local.toml").read_text())
+    (targets / "deadboard.toml").write_text(
+        'name = "deadboard"\ntransport = "ssh"\nplatform = "linux"\nruntime = "onnxruntime"\n'
+        f'[ssh]\nhost = "127.0.0.1"\nport = {closed_port}\nuser = "nobody"\n'
+        f'key_file = "{key}"\nknown_hosts = "{tmp_path / "known_hosts"}"\n'
+        "connect_timeout_s = 3\n")
+    res = run([sys.executable, "-m", "harness.cli", "--targets-dir", str(targets), "devices",
+               "--check", "local", "deadboard"], tmp_path)
+    rows = {ln.split()[0]: ln for ln in res.stdout.splitlines()[1:]}
+    assert rows["local"].rstrip().endswith("yes")
+    assert " no: " in rows["deadboard"] and f"127.0.0.1:{closed_port}" in rows["deadboard"]
+    res = run([sys.executable, "-m", "harness.cli", "devices", "nosuchboard"], tmp_path)
+    assert res.returncode == 3 and "unknown device(s) nosuchboard" in res.stderr
 
 
 @pytest.mark.slow
