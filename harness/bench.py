@@ -131,8 +131,9 @@ class DeviceSession:
         }
         path = write_record(record, report_dir) if report_dir is not None else None
         if run.failure is not None:
-            where = f" (record: {path})" if path else ""
-            raise type(run.failure)(f"{run.failure}{where}")
+            if path:  # same exception (type and data), its message now says where the record is
+                run.failure.args = (f"{run.failure} (record: {path})",)
+            raise run.failure
         return BenchOutcome(record, path)
 
     def _run_agent(self, artifact: LocalArtifact, settings: RunSettings, run: _RunState) -> None:
@@ -360,6 +361,7 @@ def parse_agent_output(device: str, res) -> dict[str, Any]:
         raise AgentError(
             f"{device}: the agent crashed or printed no record (exit code {res.rc}); "
             f"stderr tail:\n{tail or '(empty)'}\nstdout tail:\n{res.stdout[-500:] or '(empty)'}",
+            stderr_tail=tail, exit_code=res.rc,
         )
     if not parsed.get("ok"):
         err = parsed.get("error", {})
@@ -368,7 +370,8 @@ def parse_agent_output(device: str, res) -> dict[str, Any]:
             f"{err.get('message', '')}"
             + (f"\nstderr tail:\n{tail}" if tail else "")
             + (f"\nagent traceback:\n{err['traceback_tail']}" if err.get("traceback_tail")
-               else "")
+               else ""),
+            stderr_tail=tail, exit_code=res.rc,
         )
     for key in ("latency_samples_ns", "warmup_samples_ns", "cold_start", "parity", "run"):
         if key not in parsed:
@@ -381,12 +384,10 @@ def parse_agent_output(device: str, res) -> dict[str, Any]:
 
 def error_fields(exc: HarnessError | None) -> dict[str, Any]:
     text = str(exc) if exc else "unknown failure"
-    tail = ""
-    if "stderr tail:" in text:
-        tail = text.split("stderr tail:", 1)[1].strip()
     kind = "transport" if isinstance(exc, TransportError) else \
         "agent" if isinstance(exc, AgentError) else type(exc).__name__
-    return {"kind": kind, "message": text, "exit_code": None, "stderr_tail": tail}
+    return {"kind": kind, "message": text, "exit_code": getattr(exc, "exit_code", None),
+            "stderr_tail": getattr(exc, "stderr_tail", "")}
 
 
 def with_overrides(settings: RunSettings, **kw: Any) -> RunSettings:

@@ -49,7 +49,16 @@ class TransferError(TransportError):
 
 
 class AgentError(HarnessError):
-    """The on-device agent failed or printed something that is not a record."""
+    """The on-device agent failed or printed something that is not a record.
+
+    Carries the device's stderr tail and exit code as data, so the failure
+    record keeps them without re-parsing the message."""
+
+    def __init__(self, message: str, stderr_tail: str = "", exit_code: int | None = None
+                 ) -> None:
+        super().__init__(message)
+        self.stderr_tail = stderr_tail
+        self.exit_code = exit_code
 
 
 class ArtifactError(HarnessError):

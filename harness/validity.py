@@ -23,10 +23,8 @@ tail is part of the latency a user sees.
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,12 +74,7 @@ class ValidityBounds:
 
     @classmethod
     def from_profile(cls, profile: Any) -> ValidityBounds:
-        """Bounds for a DeviceProfile: [run] min_count / min_duration_s plus [validity].
-
-        The profile loader does not (yet) keep the optional [validity] and
-        [sensors] tables on the profile object, so they are read from the
-        profile's TOML file when the attribute is missing.
-        """
+        """Bounds for a DeviceProfile: [run] min_count / min_duration_s plus [validity]."""
         run = getattr(profile, "run", None)
         base = cls()
         if run is not None:
@@ -96,18 +89,9 @@ class ValidityBounds:
 
 
 def _profile_table(profile: Any, name: str) -> dict[str, Any]:
+    """An optional table the profile loader kept (DeviceProfile.sensors, ...)."""
     attr = getattr(profile, name, None)
-    if isinstance(attr, Mapping):
-        return dict(attr)
-    path = getattr(profile, "path", None)
-    if path is None or not Path(path).is_file():
-        return {}
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}  # the profile loader already reported a broken file
-    table = raw.get(name, {})
-    return dict(table) if isinstance(table, dict) else {}
+    return dict(attr) if isinstance(attr, Mapping) else {}
 
 
 @dataclass

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,21 +113,13 @@ class SensorSettings:
         return s
 
 
-def _tables(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}
-
-
-def _android_keys(raw: dict[str, Any], path: Path, table: str) -> Section:
+def _android_keys(profile: DeviceProfile, table: str) -> Section:
     """The android_* keys of a [sensors]/[conditioning] table. The other keys
     belong to the generic sensor session (harness/sensors/session.py), which
     in turn leaves android_* keys to this module."""
-    data = raw.get(table, {})
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: [{table}] must be a table")
-    return Section({k: v for k, v in data.items() if k.startswith("android_")}, path, table)
+    data = getattr(profile, table)
+    return Section({k: v for k, v in data.items() if k.startswith("android_")}, profile.path,
+                   table)
 
 
 class AndroidSampler:
@@ -255,11 +246,8 @@ class AndroidPlatform(Platform):
 
     def __init__(self, profile: DeviceProfile) -> None:
         super().__init__(profile)
-        raw = _tables(profile.path)
-        self.conditioning = Conditioning.from_section(_android_keys(raw, profile.path,
-                                                                    "conditioning"))
-        self.sensor_settings = SensorSettings.from_section(_android_keys(raw, profile.path,
-                                                                         "sensors"))
+        self.conditioning = Conditioning.from_section(_android_keys(profile, "conditioning"))
+        self.sensor_settings = SensorSettings.from_section(_android_keys(profile, "sensors"))
         self._sampler: AndroidSampler | None = None
         self._energy_before: dict[str, float] | None = None
         self._energy_t0 = 0.0

@@ -113,17 +113,23 @@ def silent_listener() -> Iterator[int]:
         srv.close()
 
 
-def test_silent_host_fails_within_connect_timeout(silent_listener: int, tmp_path: Path) -> None:
+def connect_error_within_timeout(port: int, tmp_path: Path) -> str:
+    """Connect with a 1 s timeout to a port that never answers properly; the
+    ConnectError must come within the timeout (plus slack). Returns its text."""
     key = tmp_path / "id"
     write_ed25519_key(key)
-    t = SshTransport("ssh-board", "127.0.0.1", "gemhil", key, port=silent_listener,
+    t = SshTransport("ssh-board", "127.0.0.1", "gemhil", key, port=port,
                      known_hosts=tmp_path / "kh", connect_timeout_s=1.0)
     t0 = time.monotonic()
     with pytest.raises(ConnectError) as exc:
         t.run(["true"])
     elapsed = time.monotonic() - t0
     assert 0.8 < elapsed < 1.0 + 1.5, elapsed
-    msg = str(exc.value)
+    return str(exc.value)
+
+
+def test_silent_host_fails_within_connect_timeout(silent_listener: int, tmp_path: Path) -> None:
+    msg = connect_error_within_timeout(silent_listener, tmp_path)
     assert f"127.0.0.1:{silent_listener}" in msg and "connect_timeout_s=1 s" in msg
 
 
@@ -155,16 +161,7 @@ def black_hole_port() -> Iterator[int]:
 
 
 def test_black_hole_fails_within_connect_timeout(black_hole_port: int, tmp_path: Path) -> None:
-    key = tmp_path / "id"
-    write_ed25519_key(key)
-    t = SshTransport("ssh-board", "127.0.0.1", "gemhil", key, port=black_hole_port,
-                     known_hosts=tmp_path / "kh", connect_timeout_s=1.0)
-    t0 = time.monotonic()
-    with pytest.raises(ConnectError) as exc:
-        t.run(["true"])
-    elapsed = time.monotonic() - t0
-    assert 0.8 < elapsed < 1.0 + 1.5, elapsed
-    msg = str(exc.value)
+    msg = connect_error_within_timeout(black_hole_port, tmp_path)
     assert f"cannot connect to 127.0.0.1:{black_hole_port}" in msg
     assert "no answer within connect_timeout_s=1 s" in msg
 

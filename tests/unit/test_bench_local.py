@@ -24,7 +24,8 @@ def local_profile(**run):
     fast.update(run)
     # the fixture model runs in microseconds: scheduler noise dominates its CV
     return replace(p, run=replace(p.run, **fast),
-                   validity={"max_cv": 1000.0, "max_p99_over_p50": 1000.0})
+                   validity={"max_cv": 1000.0, "max_p99_over_p50": 1000.0,
+                             "max_trend": 1000.0, "max_warmup_exclusion": 1.0})
 
 
 def test_record_is_written_valid_and_gated(fixture_artifact, local_home, tmp_path):

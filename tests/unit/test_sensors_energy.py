@@ -233,13 +233,13 @@ def test_session_before_and_after_an_agent_run(tmp_path):
 
 def test_profile_tables_are_checked(tmp_path):
     prof = tmp_path / "dev.toml"
-    prof.write_text('[sensors]\npower = "hwmon"\nhwmon_chip = "ina219"\nandroid_odpm = true\n'
+    prof.write_text('name = "dev"\ntransport = "local"\nplatform = "linux"\n'
+                    'runtime = "onnxruntime"\n'
+                    '[sensors]\npower = "hwmon"\nhwmon_chip = "ina219"\nandroid_odpm = true\n'
                     '[conditioning]\ngovernor = "performance"\n')
+    from harness.profiles import parse_profile
 
-    class P:
-        path = prof
-
-    sensors, cond = profile_tables(P())
+    sensors, cond = profile_tables(parse_profile(prof))
     assert sensors["hwmon_chip"] == "ina219" and cond["governor"] == "performance"
     pinned = SensorSession(LocalSysfs(tmp_path), conditioning={"cpus": [2, 3]})
     assert pinned.agent_prefix() == ["taskset", "-c", "2,3"]

@@ -78,13 +78,13 @@ def test_agent_output_and_bounds_from_a_profile(tmp_path):
     r = assess_agent_run(out)
     assert not r.valid and r.stopped_by == "max_duration"
     prof = tmp_path / "dev.toml"
-    prof.write_text('[validity]\nmax_cv = 0.05\n[sensors]\nallow_throttled = false\n')
+    prof.write_text('name = "dev"\ntransport = "local"\nplatform = "linux"\n'
+                    'runtime = "onnxruntime"\n[run]\nmin_count = 10\nmin_duration_s = 0.5\n'
+                    '[validity]\nmax_cv = 0.05\n[sensors]\nallow_throttled = false\n')
 
-    class P:
-        path = prof
-        run = type("R", (), {"min_count": 10, "min_duration_s": 0.5})()
+    from harness.profiles import parse_profile
 
-    b = ValidityBounds.from_profile(P())
+    b = ValidityBounds.from_profile(parse_profile(prof))
     assert b.max_cv == 0.05 and b.min_count == 10 and b.allow_throttled is False
     with pytest.raises(ConfigError, match="max_cvv"):
         ValidityBounds.from_mapping({"max_cvv": 1})
