@@ -25,11 +25,10 @@ from harness.errors import AgentError, HarnessError, TransportError
 from harness.platforms import get_platform
 from harness.profiles import DeviceProfile, RunSettings
 from harness.record import SCHEMA_VERSION, harness_git_state, write_record
+from harness.resources import agent_source
 from harness.sensors.session import SensorSession
 from harness.transports import Transport, open_transport
 from harness.validity import ValidityBounds, assess_agent_run
-
-AGENT_SOURCE = Path(__file__).resolve().parent.parent / "firmware" / "agent" / "gem_agent.py"
 
 
 @dataclass
@@ -74,8 +73,9 @@ class DeviceSession:
 
     def ensure_agent(self) -> str:
         if self._agent_remote is None:
-            remote = posixpath.join(self.profile.run.workdir, "agent", AGENT_SOURCE.name)
-            self.transport.push(AGENT_SOURCE, remote)
+            source = agent_source()
+            remote = posixpath.join(self.profile.run.workdir, "agent", source.name)
+            self.transport.push(source, remote)
             self._agent_remote = remote
         return self._agent_remote
 

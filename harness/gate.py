@@ -133,18 +133,21 @@ def kept_samples(rec: Mapping[str, Any]) -> list[float]:
 
 # -- budgets ------------------------------------------------------------------
 
-def _profile_budgets(rec: Mapping[str, Any], targets_dir: Path | None,
+def _profile_budgets(rec: Mapping[str, Any], targets_dir: Path | None, use_profiles: bool,
                      warnings: list[str]) -> tuple[dict[str, float], dict[str, float]] | None:
-    """(budgets, emulator budgets) from the device's current profile, or None."""
-    if targets_dir is None:
+    """(budgets, emulator budgets) from the device's current profile, or None.
+
+    The profile is looked up on the same search path as `--device` (targets_dir
+    first, then $GEM_HIL_TARGETS, the user folder and the shipped profiles)."""
+    if not use_profiles:
         return None
     device, model, variant, _ = record_key(rec)
-    if not (Path(targets_dir) / f"{device}.toml").is_file():
+    from harness.profiles import load_profile, profile_paths
+
+    if device not in profile_paths(targets_dir):
         return None
     try:
-        from harness.profiles import load_profile
-
-        prof = load_profile(device, Path(targets_dir))
+        prof = load_profile(device, targets_dir)
     except (HarnessError, ImportError) as exc:
         warnings.append(f"profile {device}: not used ({exc}); gating on the record's limits")
         return None
@@ -152,7 +155,7 @@ def _profile_budgets(rec: Mapping[str, Any], targets_dir: Path | None,
 
 
 def budget_rows(rec: Mapping[str, Any], name: str, targets_dir: Path | None,
-                warnings: list[str]) -> list[GateRow]:
+                warnings: list[str], use_profiles: bool = True) -> list[GateRow]:
     device, model, variant, bench = record_key(rec)
     budgets: dict[str, float] = {}
     sources: dict[str, str] = {}
@@ -167,7 +170,7 @@ def budget_rows(rec: Mapping[str, Any], name: str, targets_dir: Path | None,
         else:
             budgets[metric] = float(v["limit"])
             sources[metric] = v.get("source") or "profile"
-    prof = _profile_budgets(rec, targets_dir, warnings)
+    prof = _profile_budgets(rec, targets_dir, use_profiles, warnings)
     if prof is not None:
         p_budgets, p_emulator = prof
         for metric, limit in p_budgets.items():
@@ -189,7 +192,7 @@ def gate_records(results: Sequence[tuple[Path, dict[str, Any]]],
                  baseline: Sequence[tuple[Path, dict[str, Any]]] | None = None,
                  targets_dir: Path | None = None, min_effect: float = 0.03,
                  confidence: float = 0.95, lenient_regression: bool = False,
-                 run_sd: float | None = None) -> GateReport:
+                 run_sd: float | None = None, use_profiles: bool = True) -> GateReport:
     """Gate already-loaded records (see the module docstring for the rules)."""
     report = GateReport(records=len(results), baseline_records=len(baseline or []))
     base_by_key: dict[tuple[str, str, str, str], list[tuple[Path, dict[str, Any]]]] = {}
@@ -211,7 +214,7 @@ def gate_records(results: Sequence[tuple[Path, dict[str, Any]]],
                                        record=name))
             continue
         cand_by_key.setdefault(key, []).append((path, rec))
-        rows = budget_rows(rec, name, targets_dir, report.warnings)
+        rows = budget_rows(rec, name, targets_dir, report.warnings, use_profiles)
         validity = rec.get("validity") or {}
         if validity.get("valid") is False:
             reasons = "; ".join(validity.get("reasons") or ["no reason recorded"])

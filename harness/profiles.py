@@ -7,7 +7,7 @@ reading it is editing that file right now.
 
 from __future__ import annotations
 
-import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, UnknownDeviceError
+from harness.resources import targets_search_path
 
 TRANSPORTS = ("local", "ssh", "adb", "qemu")
 PLATFORMS = ("linux", "android", "ios-mac", "npu")
@@ -29,12 +30,13 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
                dict: "a table", list: "a list"}
 
 
-def default_targets_dir() -> Path:
-    """targets/ beside the checkout, unless GEM_HIL_TARGETS says otherwise."""
-    env = os.environ.get("GEM_HIL_TARGETS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "targets"
+def profile_paths(targets_dir: Path | None = None) -> dict[str, Path]:
+    """Every profile name on the search path -> its file (the first folder wins)."""
+    found: dict[str, Path] = {}
+    for folder in targets_search_path(targets_dir):
+        for path in sorted(folder.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return dict(sorted(found.items()))
 
 
 class Section:
@@ -177,6 +179,10 @@ def parse_profile(path: Path) -> DeviceProfile:
         if value is not None:
             run_kwargs[key] = value
     run_sec.reject_unknown()
+    if transport == "local" and "python" not in run_kwargs:
+        # this host is the device: the harness's own interpreter has numpy and the
+        # runtime; whatever `python3` is first on PATH may not (a system python)
+        run_kwargs["python"] = sys.executable
     run = RunSettings(**run_kwargs)
     _check_run(run, run_sec)
     if transport == "local" and run.python.startswith(("./", "../")):
@@ -210,20 +216,20 @@ def _check_run(run: RunSettings, sec: Section) -> None:
 
 
 def available_devices(targets_dir: Path | None = None) -> list[str]:
-    tdir = targets_dir or default_targets_dir()
-    return sorted(p.stem for p in tdir.glob("*.toml"))
+    return list(profile_paths(targets_dir))
 
 
 def load_profile(name: str, targets_dir: Path | None = None) -> DeviceProfile:
-    tdir = targets_dir or default_targets_dir()
-    path = tdir / f"{name}.toml"
-    if not path.is_file():
-        names = available_devices(tdir)
+    """The profile called name from the search path (see harness.resources)."""
+    paths = profile_paths(targets_dir)
+    if name not in paths:
+        folders = ", ".join(str(p) for p in targets_search_path(targets_dir))
         raise UnknownDeviceError(
-            f"unknown device {name!r}: no {path}. Available in {tdir}: "
-            f"{', '.join(names) if names else '(none)'}; add targets/{name}.toml to define it"
+            f"unknown device {name!r}: no {name}.toml in {folders}. Available: "
+            f"{', '.join(paths) if paths else '(none)'}; add {name}.toml to one of those "
+            "folders (or pass --targets-dir DIR / set GEM_HIL_TARGETS) to define it"
         )
-    return parse_profile(path)
+    return parse_profile(paths[name])
 
 
 def load_all(targets_dir: Path | None = None) -> list[DeviceProfile]:

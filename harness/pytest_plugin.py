@@ -8,19 +8,19 @@ command-line option (pytest-embedded style); other modules receive values.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.artifacts import LocalArtifact, build_artifact, format_for_runtime
+from harness.artifacts import LocalArtifact
 from harness.bench import BenchOutcome, DeviceSession
-from harness.budgets import parse_budget_override
 from harness.errors import HarnessError
-from harness.profiles import DeviceProfile, load_profile
+from harness.plan import OPTIONS, RunPlan, add_pytest_options, make_plan
+from harness.profiles import DeviceProfile
 from harness.report import summary_lines
 
 MARKERS = {
@@ -33,26 +33,8 @@ MARKERS = {
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("gem-hil", "gem-hil device harness")
-    group.addoption("--device", default="local", metavar="NAME",
-                    help="device profile from the targets dir to run the GEM suite on "
-                         "(default: local = this host)")
-    group.addoption("--targets-dir", default=None, metavar="DIR",
-                    help="folder of device profiles (default: targets/ of the checkout)")
-    group.addoption("--report-dir", default="reports", metavar="DIR",
-                    help="where result records are written (default: reports/)")
-    group.addoption("--budget", action="append", default=[], metavar="METRIC=VALUE",
-                    help="override a budget for this run, e.g. --budget latency_p95_ms=40 "
-                         "(repeatable)")
-    group.addoption("--gem-model", default=None, metavar="NAME",
-                    help="GEM config to benchmark (default: the profile's [run] model)")
-    group.addoption("--gem-variant", default=None, metavar="VARIANT",
-                    help="artifact variant, fp32 or int8 (default: the profile's)")
-    group.addoption("--artifact-cache", default=None, metavar="DIR",
-                    help="artifact cache folder (default: $GEM_HIL_CACHE or ~/.cache/gem-hil)")
-    group.addoption("--accept-new-host-key", action="store_true", default=False,
-                    help="trust an SSH host key seen for the first time and record it in "
-                         "known_hosts (a changed key is always refused)")
+    """The shared run options (harness.plan.OPTIONS), in one "gem-hil" group."""
+    add_pytest_options(parser.getgroup("gem-hil", "gem-hil device harness"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,82 +42,99 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     state = GemState(config)
     config.stash[STATE_KEY] = state
+    values = {o.dest: config.getoption(o.dest) for o in OPTIONS}
     try:
-        state.budget_overrides = dict(parse_budget_override(b) for b in
-                                      config.getoption("--budget"))
-        # a wrong --device or a broken profile is a usage error before any test runs
-        state.profile = load_profile(config.getoption("--device"), _targets_dir(config))
+        # a wrong --device, a broken profile or a bad --budget is a usage error
+        # before any test runs (and before anything is built or pushed)
+        state.plan = make_plan(values, base_dir=Path(config.rootpath))
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
 
 
 @dataclass
 class GemState:
-    config: pytest.Config
-    budget_overrides: dict[str, float] = field(default_factory=dict)
-    outcomes: list[BenchOutcome] = field(default_factory=list)
-    profile: DeviceProfile | None = None
-    gate_exit_code: int | None = None
-    run_id: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
+    """What the plugin knows across one pytest session."""
 
-    def report_dir(self, device: str) -> Path:
-        base = Path(self.config.getoption("--report-dir"))
-        if not base.is_absolute():
-            base = Path(self.config.rootpath) / base
-        return base / f"{self.run_id}_{device}"
+    config: pytest.Config
+    plan: RunPlan | None = None
+    outcomes: list[BenchOutcome] = field(default_factory=list)
+    #: benchmark name -> its outcome, or the error it failed with: a benchmark
+    #: runs once per session, whatever happened
+    benchmarks: dict[str, BenchOutcome | HarnessError] = field(default_factory=dict)
+    gate_exit_code: int | None = None
+    gate_error: str | None = None
+
+    @property
+    def profile(self) -> DeviceProfile | None:
+        return self.plan.profile if self.plan else None
 
 
 STATE_KEY = pytest.StashKey[GemState]()
 
 
-def _targets_dir(config: pytest.Config) -> Path | None:
-    value = config.getoption("--targets-dir")
-    return Path(value) if value else None
+def _plan(config: pytest.Config) -> RunPlan:
+    plan = config.stash[STATE_KEY].plan
+    assert plan is not None
+    return plan
 
 
 @pytest.fixture(scope="session")
-def gem_profile(pytestconfig: pytest.Config) -> DeviceProfile:
+def gem_plan(pytestconfig: pytest.Config) -> RunPlan:
+    """The session's run plan (device, artifact choice, report folder, overrides)."""
+    return _plan(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def gem_profile(gem_plan: RunPlan) -> DeviceProfile:
     """The profile named by --device (loaded and checked when pytest starts)."""
-    profile = pytestconfig.stash[STATE_KEY].profile
-    assert profile is not None
-    return profile
+    return gem_plan.profile
 
 
 @pytest.fixture(scope="session")
-def gem_device(gem_profile: DeviceProfile, pytestconfig: pytest.Config) -> Iterator[DeviceSession]:
+def gem_device(gem_plan: RunPlan) -> Iterator[DeviceSession]:
     """The opened device (transport + platform), one per session."""
-    session = DeviceSession(gem_profile,
-                            accept_new_host_key=pytestconfig.getoption("--accept-new-host-key"))
+    session = gem_plan.open_device()
     yield session
     session.close()
 
 
 @pytest.fixture(scope="session")
-def gem_artifact(gem_profile: DeviceProfile, pytestconfig: pytest.Config) -> LocalArtifact:
-    """The GEM artifact for this device, from the content-hash cache or built now."""
-    model = pytestconfig.getoption("--gem-model") or gem_profile.run.model
-    variant = pytestconfig.getoption("--gem-variant") or gem_profile.run.variant
-    cache = pytestconfig.getoption("--artifact-cache")
-    return build_artifact(model, variant, format_for_runtime(gem_profile.runtime),
-                          Path(cache) if cache else None)
+def gem_artifact(gem_plan: RunPlan) -> LocalArtifact:
+    """The GEM artifact for this device, from the content-hash cache or built now.
+
+    A failed build writes one failure record; pytest keeps a session fixture's
+    error, so every test that needs the artifact reports that same failure."""
+    return gem_plan.build_artifact()
 
 
 @pytest.fixture(scope="session")
 def gem_bench(gem_device: DeviceSession, gem_artifact: LocalArtifact,
               pytestconfig: pytest.Config) -> Callable[..., BenchOutcome]:
-    """run(name="latency") -> BenchOutcome; each benchmark runs once per session
-    and its record is written as soon as it ends."""
+    """run(name="latency") -> BenchOutcome.
+
+    Each benchmark runs ONCE per session and its record is written as soon as
+    it ends. A failed benchmark is not run again by the next test that asks
+    for it: that test fails with the same error and the same record, so one
+    failure is one failure record and the gate sees the session as it was."""
     state = pytestconfig.stash[STATE_KEY]
-    done: dict[str, BenchOutcome] = {}
+    plan = _plan(pytestconfig)
 
     def run(name: str = "latency") -> BenchOutcome:
-        if name not in done:
-            outcome = gem_device.run_benchmark(
-                gem_artifact, name=name, budget_overrides=state.budget_overrides,
-                report_dir=state.report_dir(gem_device.profile.name), run_id=state.run_id)
+        if name not in state.benchmarks:
+            try:
+                outcome = gem_device.run_benchmark(
+                    gem_artifact, name=name, budget_overrides=plan.budget_overrides,
+                    report_dir=plan.report_dir, run_id=plan.run_id)
+            except HarnessError as exc:
+                state.benchmarks[name] = exc
+                raise
             state.outcomes.append(outcome)
-            done[name] = outcome
-        return done[name]
+            state.benchmarks[name] = outcome
+        done = state.benchmarks[name]
+        if isinstance(done, HarnessError):
+            pytest.fail(f"benchmark {name!r} already failed in this session (not re-run): "
+                        f"{done}", pytrace=False)
+        return done
 
     return run
 
@@ -158,17 +157,27 @@ def gem_record(gem_bench: Callable[..., BenchOutcome], request: pytest.FixtureRe
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Make pytest's exit status agree with `gem-hil gate` on the same records:
-    1 when a budget failed, 2 when only inconclusive or invalid results stand in
-    the way of a pass. A failure outside the device suite keeps pytest's own 1."""
-    state = session.config.stash.get(STATE_KEY, None)
-    if not state or not state.outcomes or exitstatus not in (0, 1):
-        return
-    from harness.gate import gate_records
+    """Judge this session's records exactly as `gem-hil gate` judges them.
 
-    report = gate_records([(o.path or Path("-"), o.record) for o in state.outcomes])
+    The gate reads the session's report folder (failure records included) with
+    the same profile search path, so the summary line and `gem-hil gate
+    --results <folder>` cannot disagree. pytest's exit status then follows the
+    gate: 1 when a budget failed or a run failed, 2 when only inconclusive or
+    invalid results stand in the way of a pass. A failure outside the device
+    suite keeps pytest's own 1."""
+    state = session.config.stash.get(STATE_KEY, None)
+    if not state or state.plan is None or not state.plan.report_dir.is_dir():
+        return
+    from harness.gate import run_gate
+
+    try:
+        report = run_gate(state.plan.report_dir, None, state.plan.targets_dir)
+    except HarnessError as exc:
+        state.gate_error = str(exc)
+        return
     state.gate_exit_code = report.exit_code
-    if report.exit_code in (1, 2) and not _failures_outside_device_suite(session):
+    if exitstatus in (0, 1) and report.exit_code in (1, 2) \
+            and not _failures_outside_device_suite(session):
         session.exitstatus = report.exit_code
 
 
@@ -186,15 +195,18 @@ def _failures_outside_device_suite(session: pytest.Session) -> bool:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
                             ) -> None:
     state = config.stash.get(STATE_KEY, None)
-    if not state or not state.outcomes:
+    if not state or state.plan is None or not state.plan.report_dir.is_dir():
         return
+    from harness.gate import load_records
+
+    records = [rec for _, rec in load_records(state.plan.report_dir, "--report-dir")]
     terminalreporter.section("gem-hil budgets")
-    for line in summary_lines([o.record for o in state.outcomes]):
+    for line in summary_lines(records):
         terminalreporter.write_line(line)
-    for o in state.outcomes:
-        if o.path:
-            terminalreporter.write_line(f"record: {o.path}")
-    if state.gate_exit_code is not None:
+    terminalreporter.write_line(f"records: {state.plan.report_dir}")
+    if state.gate_error:
+        terminalreporter.write_line(f"gate: could not be computed: {state.gate_error}")
+    elif state.gate_exit_code is not None:
         word = {0: "PASS", 1: "FAIL", 2: "INCONCLUSIVE"}.get(state.gate_exit_code, "?")
-        terminalreporter.write_line(f"gate: {word} (exit code {state.gate_exit_code}, "
-                                    "as `gem-hil gate` gives on these records)")
+        terminalreporter.write_line(f"gate: {word} (exit code {state.gate_exit_code}, as "
+                                    f"`{shlex.join(state.plan.gate_argv())}` gives)")

@@ -29,7 +29,9 @@ def default_recipe_dir() -> Path:
     env = os.environ.get("GEM_HIL_QEMU_RECIPE")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "firmware" / "qemu"
+    from harness.resources import shipped_dir
+
+    return shipped_dir("firmware") / "qemu"
 
 
 def default_cache_dir() -> Path:

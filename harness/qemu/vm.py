@@ -315,7 +315,9 @@ def _start(name: str, qemu: str, s: VmSettings, image: ImagePaths, sdir: Path, p
         "-device", "virtio-blk-pci,drive=hd0",
         # restrict=on: the guest reaches nothing but the one forwarded port
         "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_SSH_PORT}",
-        "-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci",
+        # romfile= : no PXE boot ROM (efi-virtio.rom is a Recommends that a minimal
+        # install lacks, and the kernel is given directly, so the VM needs none)
+        "-device", "virtio-net-pci,netdev=n0,romfile=", "-device", "virtio-rng-pci",
         "-no-reboot", "-pidfile", str(pidfile),
     ]
     with open(stderr_path, "wb") as errf:

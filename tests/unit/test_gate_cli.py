@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli.gate import add_gate_parser, handle_gate
 from harness.gate import load_records, run_gate
-from harness.gate_cli import add_gate_parser, handle_gate
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = ROOT / "tests" / "data" / "records"
@@ -80,7 +80,7 @@ def test_profiles_override_record_limits(tmp_path, capsys):
     (targets / "fixture-phone.toml").write_text(
         'name = "fixture-phone"\ntransport = "local"\nplatform = "android"\n'
         'runtime = "onnxruntime"\n[budgets.default]\nlatency_p95_ms = 10.0\n')
-    code = gate("--results", str(RECORDS / "passing"), "--targets", str(targets))
+    code = gate("--results", str(RECORDS / "passing"), "--targets-dir", str(targets))
     out = capsys.readouterr().out
     if "not used" in out:  # the profile loader itself is broken in this checkout
         pytest.skip(f"profile loader unavailable: {out.splitlines()[-1]}")
@@ -90,19 +90,30 @@ def test_profiles_override_record_limits(tmp_path, capsys):
     assert gate("--results", str(RECORDS / "passing"), "--no-profiles") == 0
 
 
-def test_usage_errors_exit_2(tmp_path, capsys):
-    assert gate("--results", str(RECORDS / "passing"), "--history", "https://x") == 2
+def test_usage_and_input_errors_never_exit_2(tmp_path, capsys):
+    """2 means "inconclusive": a usage error (64) or unreadable input (3) must not say it."""
+    assert gate("--results", str(RECORDS / "passing"), "--history", "https://x") == 64
     assert "not supported yet" in capsys.readouterr().err
-    assert gate("--results", str(tmp_path / "missing"), "--no-profiles") == 2
+    assert gate("--results", str(tmp_path / "missing"), "--no-profiles") == 3
     assert "not a directory" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert gate("--results", str(empty), "--no-profiles") == 2
+    assert gate("--results", str(empty), "--no-profiles") == 2  # no records: we do not know
     assert "nothing to gate" in capsys.readouterr().out
     (empty / "bad.json").write_text("{not json")
-    assert gate("--results", str(empty), "--no-profiles") == 2
+    assert gate("--results", str(empty), "--no-profiles") == 3
     assert "bad.json" in capsys.readouterr().err
-    assert gate("--results", str(RECORDS / "passing"), "--targets", str(tmp_path / "no")) == 2
+    assert gate("--results", str(RECORDS / "passing"), "--targets-dir",
+                str(tmp_path / "no")) == 64
+    assert gate("--results", str(RECORDS / "passing"), "--confidence", "1.5") == 64
+
+
+def test_argparse_usage_error_exits_64():
+    res = subprocess.run([sys.executable, "-m", "harness.cli", "gate", "--results", ".",
+                          "--no-such-flag"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 64, res.stderr
+    assert "unrecognized arguments: --no-such-flag" in res.stderr
 
 
 def test_fixtures_match_the_published_schema():
@@ -114,7 +125,7 @@ def test_fixtures_match_the_published_schema():
         assert schema_errors(rec) == [], path
 
 
-@pytest.mark.parametrize("entry", [["harness.gate_cli"], ["harness.cli", "gate"]])
+@pytest.mark.parametrize("entry", [["harness.cli.gate"], ["harness.cli", "gate"]])
 def test_entry_points_run_as_a_subprocess(entry):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("GITHUB_STEP_SUMMARY", None)

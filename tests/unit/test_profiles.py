@@ -33,7 +33,7 @@ def test_unknown_device_lists_names():
     with pytest.raises(UnknownDeviceError) as exc:
         load_profile("pi5", TARGETS)
     msg = str(exc.value)
-    assert "pi5" in msg and "local" in msg and "targets/pi5.toml" in msg
+    assert "pi5" in msg and "local" in msg and "pi5.toml" in msg
     assert available_devices(TARGETS) == sorted(available_devices(TARGETS))
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli.qemu import _image_name, _profile, add_qemu_parser, cmd_qemu
 from harness.errors import ConfigError
-from harness.qemu_cli import _image_name, _profile, add_qemu_parser, cmd_qemu
 
 
 def parser() -> argparse.ArgumentParser:

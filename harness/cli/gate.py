@@ -1,11 +1,8 @@
 """`gem-hil gate`: the command-line face of harness.gate.
 
-The lead's harness/cli.py wires it in with:
-
-    from harness.gate_cli import add_gate_parser
-    add_gate_parser(subparsers)        # sets func=handle_gate on the sub-parser
-
-and it also runs alone: `python -m harness.gate_cli --results DIR ...`.
+It also runs alone: `python -m harness.cli.gate --results DIR ...`. The gate's
+statistics are imported only when the gate runs, so `gem-hil bench` does not
+pay for them.
 """
 
 from __future__ import annotations
@@ -16,9 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from harness.cli import ExitCode, Parser
 from harness.errors import HarnessError
-from harness.gate import EXIT_UNSURE, render_markdown, render_table, run_gate
-from harness.profiles import default_targets_dir
 
 
 def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -29,9 +25,10 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      help="folder of baseline result records to check regressions against")
     src.add_argument("--history", metavar="URL",
                      help="history store to take the baseline from (not supported yet)")
-    p.add_argument("--targets", type=Path, metavar="DIR", default=None,
-                   help="device profiles whose current budgets override the records' limits "
-                        "(default: the checkout's targets/ when it exists)")
+    p.add_argument("--targets-dir", "--targets", dest="targets_dir", type=Path, metavar="DIR",
+                   default=None,
+                   help="your own device profiles, searched before the shipped ones; the "
+                        "profiles' current budgets override the records' limits")
     p.add_argument("--no-profiles", action="store_true",
                    help="gate only on the limits stored in the records")
     p.add_argument("--min-effect", type=float, default=0.03, metavar="FRACTION",
@@ -67,26 +64,25 @@ def handle_gate(args: argparse.Namespace) -> int:
         print(f"gem-hil gate: --history {args.history}: not supported yet (there is no history "
               "store); use --baseline DIR with the baseline run's result records",
               file=sys.stderr)
-        return EXIT_UNSURE
+        return ExitCode.USAGE
     if not 0.0 < args.confidence < 1.0 or args.min_effect < 0 or (args.run_sd or 0) < 0:
         print("gem-hil gate: --confidence must be in (0, 1), --min-effect and --run-sd >= 0",
               file=sys.stderr)
-        return EXIT_UNSURE
-    targets = None
-    if not args.no_profiles:
-        targets = args.targets if args.targets is not None else default_targets_dir()
-        if not targets.is_dir():
-            if args.targets is not None:
-                print(f"gem-hil gate: --targets {targets}: not a directory", file=sys.stderr)
-                return EXIT_UNSURE
-            targets = None
+        return ExitCode.USAGE
+    targets = getattr(args, "targets_dir", None)
+    if targets is not None and not Path(targets).is_dir():
+        print(f"gem-hil gate: --targets-dir {targets}: not a folder", file=sys.stderr)
+        return ExitCode.USAGE
+    from harness.gate import render_markdown, render_table, run_gate
+
     try:
-        report = run_gate(args.results, args.baseline, targets, min_effect=args.min_effect,
+        report = run_gate(args.results, args.baseline, targets,
+                          use_profiles=not args.no_profiles, min_effect=args.min_effect,
                           confidence=args.confidence,
                           lenient_regression=args.lenient_regression, run_sd=args.run_sd)
     except HarnessError as exc:
         print(f"gem-hil gate: {exc}", file=sys.stderr)
-        return EXIT_UNSURE
+        return ExitCode.ERROR
     print(render_table(report))
     md = render_markdown(report)
     if args.markdown:
@@ -102,7 +98,7 @@ def handle_gate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _configure(argparse.ArgumentParser(prog="gem-hil gate"))
+    parser = _configure(Parser(prog="gem-hil gate"))
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -19,9 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+from harness.cli import ExitCode
 from harness.errors import ConfigError, UnknownDeviceError
+from harness.plan import add_argparse_options
 
-EXIT_OK, EXIT_ERROR = 0, 3
+EXIT_OK, EXIT_ERROR = ExitCode.PASS, ExitCode.ERROR
 
 
 def add_qemu_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -35,6 +37,7 @@ def add_qemu_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     b.add_argument("image", nargs="?", default="pi4", help="image or profile name (pi4)")
     b.add_argument("--cache-dir", default=None,
                    help="image cache (default $GEM_HIL_CACHE/qemu or ~/.cache/gem-hil/qemu)")
+    add_argparse_options(b, ["--targets-dir"])
     for name, text in (("up", "boot the VM and leave it running"),
                        ("down", "power the VM off"), ("status", "show the VM's state")):
         sp = qsub.add_parser(name, help=text)
@@ -43,6 +46,7 @@ def add_qemu_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         if name == "down":
             sp.add_argument("--force", action="store_true",
                             help="stop it even if a running session owns it")
+        add_argparse_options(sp, ["--targets-dir"])
     q.set_defaults(func=cmd_qemu)
     return q
 
@@ -61,8 +65,8 @@ def _profile(name: str, targets_dir: Path | None):  # -> DeviceProfile
         if p.transport == "qemu":
             return p
     raise ConfigError(f"no QEMU device {name!r}: none of "
-                      f"{', '.join(f'targets/{c}.toml' for c in candidates)} exists with "
-                      "transport = \"qemu\"")
+                      f"{', '.join(f'{c}.toml' for c in candidates)} is on the profile search "
+                      "path with transport = \"qemu\"")
 
 
 def _image_name(name: str, targets_dir: Path | None) -> str:

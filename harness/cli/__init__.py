@@ -1,0 +1,82 @@
+"""`gem-hil`: the harness without pytest.
+
+    gem-hil devices [NAME...] [--check]   list profiles (valid? reachable?)
+    gem-hil build [--model M --variant V]  build or fetch the cached artifact
+    gem-hil bench [--device NAME] [--json] build, push, run, gate, write a record
+    gem-hil gate --results DIR [--baseline DIR]   release gate over result records
+    gem-hil qemu build|up|down|status pi4  the emulated Raspberry Pi 4 (QEMU arm64 VM)
+
+Profiles are searched in --targets-dir DIR (given before or after the
+sub-command), then $GEM_HIL_TARGETS, ~/.config/gem-hil/targets, and the
+profiles shipped with gem-hil.
+
+Exit codes (every sub-command):
+  0 pass   1 a budget failed or a metric regressed   2 inconclusive or invalid run
+  3 the run itself failed (device, agent, build, unreachable device)
+  64 usage error (bad option or value)   128+N interrupted by signal N (130 = Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from enum import IntEnum
+from typing import NoReturn
+
+from harness.errors import HarnessError
+
+
+class ExitCode(IntEnum):
+    """One meaning per number, shared by bench, gate, devices and qemu.
+
+    64 is sysexits' EX_USAGE: argparse's own 2 would read as "inconclusive"
+    to a CI script that gates on the exit code.
+    """
+
+    PASS = 0
+    FAIL = 1
+    INCONCLUSIVE = 2
+    ERROR = 3
+    USAGE = 64
+
+    @staticmethod
+    def interrupted(signum: int) -> int:
+        return 128 + signum
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that exits with ExitCode.USAGE, not 2, on a bad command line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> Parser:
+    from harness.cli import bench, devices, gate, qemu
+
+    doc = __doc__ or ""
+    p = Parser(prog="gem-hil", description=doc.splitlines()[0],
+               formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog=doc.split("\n", 1)[1])
+    # also accepted here, before the sub-command; the sub-command's own wins
+    p.add_argument("--targets-dir", dest="global_targets_dir", default=None, metavar="DIR",
+                   help="folder of your own device profiles (also after the sub-command)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    devices.add_parser(sub)
+    bench.add_build_parser(sub)
+    bench.add_bench_parser(sub)
+    gate.add_gate_parser(sub)
+    qemu.add_qemu_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "targets_dir", None) is None:
+        args.targets_dir = args.global_targets_dir
+    try:
+        return int(args.func(args))
+    except HarnessError as exc:
+        print(f"gem-hil: error: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
