@@ -77,8 +77,12 @@ def build_artifact(model: str, variant: str, fmt: str = "onnx",
 
     try:
         folder = gem_build(model=model, variant=variant, fmt=fmt, cache_dir=cache_dir)
-    except (ValueError, FileNotFoundError, GemError) as exc:
+    except (ValueError, GemError) as exc:
         raise ArtifactError(f"cannot build {model}-{variant} ({fmt}): {exc}") from None
+    except OSError as exc:  # the cache folder: unwritable, full, or not a folder
+        raise ArtifactError(f"cannot build {model}-{variant} ({fmt}): {exc}; check the "
+                            "artifact cache folder (--artifact-cache or $GEM_HIL_CACHE)") \
+            from None
     return load_artifact(folder)
 
 

@@ -217,6 +217,12 @@ def make_plan(values: Mapping[str, Any], base_dir: Path | None = None,
     overrides = dict(parse_budget_override(b) for b in get("--budget") or [])
     model = get("--gem-model") or profile.run.model
     variant = get("--gem-variant") or profile.run.variant
+    from gem.config import config_names  # pure Python: no torch
+
+    if model not in config_names():
+        where = "--gem-model" if get("--gem-model") else f"{profile.path}: [run] model"
+        raise ConfigError(f"{where}: unknown GEM model {model!r}; known: "
+                          f"{', '.join(config_names())}")
     if variant not in VARIANTS:
         raise ConfigError(f"{profile.path}: [run] variant {variant!r}: expected one of "
                           f"{', '.join(VARIANTS)}")

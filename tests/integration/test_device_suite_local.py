@@ -114,8 +114,16 @@ def test_cli_devices_check_reports_reachable_and_not(tmp_path):
     res = run([sys.executable, "-m", "harness.cli", "--targets-dir", str(targets), "devices",
                "--check", "local", "deadboard"], tmp_path)
     rows = {ln.split()[0]: ln for ln in res.stdout.splitlines()[1:]}
-    assert rows["local"].rstrip().endswith("yes")
-    assert " no: " in rows["deadboard"] and f"127.0.0.1:{closed_port}" in rows["deadboard"]
+    assert rows["local"].rstrip().endswith("reachable")
+    assert rows["deadboard"].rstrip().endswith("UNREACHABLE")
+    # a named device that does not answer fails the command, with the whole reason
+    assert res.returncode == 3
+    assert f"deadboard: unreachable: deadboard: cannot connect to 127.0.0.1:{closed_port}" \
+        in res.stderr
+    assert "raise connect_timeout_s in" in res.stderr  # the fix, at the end, not cut off
+    res = run([sys.executable, "-m", "harness.cli", "devices", "--targets-dir", str(targets),
+               "--check", "local"], tmp_path)
+    assert res.returncode == 0, res.stderr
     res = run([sys.executable, "-m", "harness.cli", "devices", "nosuchboard"], tmp_path)
     assert res.returncode == 3 and "unknown device(s) nosuchboard" in res.stderr
 
