@@ -33,6 +33,7 @@ from typing import Any
 from harness.budgets import METRICS, evaluate, record_measurements
 from harness.errors import ConfigError, HarnessError
 from harness.regression import compare_runs
+from harness.report import markdown_table, md_escape, text_table
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNSURE = 0, 1, 2
 FAILING = ("fail", "error", "regressed")
@@ -324,11 +325,7 @@ HEADER = ["device", "artifact", "benchmark", "metric", "measured", "limit", "CI"
 
 
 def render_table(report: GateReport) -> str:
-    rows = [HEADER] + [_cells(r) for r in report.rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = text_table(HEADER, [_cells(r) for r in report.rows])
     notes = [f"  {r.device} {r.metric}: {r.note}" for r in report.rows
              if r.note and r.verdict.lower() not in ("pass",)]
     out = "\n".join(lines)
@@ -346,24 +343,22 @@ _ICON = {"pass": "✅", "fail": "❌", "error": "❌", "regressed": "❌", "inco
          "invalid": "⚠️", "recorded": "ℹ️"}
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(report: GateReport) -> str:
     lines = [f"## gem-hil gate: {report.outcome}", "",
              f"{report.records} result record(s)"
              + (f", compared with {report.baseline_records} baseline record(s)"
                 if report.baseline_records else "") + f"; exit code {report.exit_code}.", "",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+             ]
+    rows = []
     for r in report.rows:
         cells = _cells(r)
         cells[7] = f"{_ICON.get(r.verdict, '')} {cells[7]}".strip()
-        lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
+        rows.append(cells)
+    lines += markdown_table(HEADER, rows)
     notes = [r for r in report.rows if r.note and r.verdict != "pass"]
     if notes:
         lines += ["", "**Notes**", ""]
-        lines += [f"- `{r.device}` {r.artifact} `{r.metric}`: {_md_escape(r.note)}" for r in notes]
+        lines += [f"- `{r.device}` {r.artifact} `{r.metric}`: {md_escape(r.note)}" for r in notes]
     if report.warnings:
-        lines += ["", "**Warnings**", ""] + [f"- {_md_escape(w)}" for w in report.warnings]
+        lines += ["", "**Warnings**", ""] + [f"- {md_escape(w)}" for w in report.warnings]
     return "\n".join(lines) + "\n"

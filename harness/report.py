@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 HEADERS = ("device", "artifact", "metric", "measured", "95% CI", "limit", "verdict")
@@ -41,19 +41,30 @@ def validity_notes(records: Iterable[Mapping[str, Any]]) -> list[str]:
             for reason in rec["validity"]["reasons"]]
 
 
+def text_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Left-aligned columns under a dashed rule: the one terminal table of gem-hil
+    (budget summary, gate, device list)."""
+    rows = [list(map(str, r)) for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+
+def md_escape(text: str) -> str:
+    """A table cell or list item that cannot break the Markdown around it."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The same table for Markdown (a CI job summary); cells are escaped."""
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(md_escape(c) for c in r) + " |" for r in rows])
+
+
 def summary_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:
     records = list(records)
-    rows = verdict_rows(records)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(HEADERS)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*HEADERS).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
-    lines += [fmt.format(*r).rstrip() for r in rows]
-    return lines + validity_notes(records)
-
-
-def markdown_table(records: Iterable[Mapping[str, Any]]) -> str:
-    rows = verdict_rows(records)
-    out = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out) + "\n"
+    return text_table(HEADERS, verdict_rows(records)) + validity_notes(records)

@@ -17,18 +17,6 @@ import numpy as np
 PERCENTILES = (50, 90, 95, 99)
 
 
-def bootstrap_ci(samples: np.ndarray, stat, confidence: float = 0.95, resamples: int = 2000,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap interval of stat (a function of a 2-D array along axis 1)."""
-    rng = np.random.default_rng(seed)
-    n = samples.size
-    idx = rng.integers(0, n, size=(resamples, n))
-    values = stat(samples[idx])
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
-
-
 #: from this many samples on, percentile intervals come from order statistics:
 #: distribution-free with guaranteed coverage and O(n log n), where a bootstrap
 #: would cost 1000 x n work inside the harness-overhead budget.

@@ -41,9 +41,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
         rows.append(row)
         if state:
             problems.append(f"{name}: {state}")
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    from harness.report import text_table
+
+    for line in text_table(rows[0], rows[1:]):
+        print(line)
     for msg in problems:
         print(f"  {msg}", file=sys.stderr)
     return ExitCode.ERROR if problems and args.names else ExitCode.PASS

@@ -22,7 +22,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 from harness.sensors.hwmon_power import (
@@ -33,6 +32,7 @@ from harness.sensors.hwmon_power import (
 )
 from harness.sensors.rapl import RaplDomain, counter_delta_uj, find_rapl_domains
 from harness.sensors.reader import SysfsReader, parse_int
+from harness.stats import t_quantile
 
 POWER_KINDS = ("auto", "hwmon", "rapl", "none")
 BATCHES = 10
@@ -265,12 +265,6 @@ def empty_energy(status: str, note: str, sensor: str | None = None) -> dict[str,
             "status": status, "note": note}
 
 
-def _t_quantile(p: float, df: int) -> float:
-    """Student t quantile by the Cornish-Fisher expansion (error < 0.01 for df >= 3)."""
-    z = NormalDist().inv_cdf(p)
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-
-
 def _observed_quantum(values: Sequence[float]) -> float | None:
     u = sorted(set(values))
     diffs = [b - a for a, b in zip(u, u[1:], strict=False) if b - a > 1e-12]
@@ -328,7 +322,7 @@ def energy_from_samples(plan: EnergyPlan, sysfs_samples: Mapping[str, Sequence],
     out["energy_per_inference_mj"] = net * window_s / inferences
     if se_a is not None and idle.se_mw is not None:
         se = math.sqrt(se_a**2 + idle.se_mw**2)
-        t = _t_quantile(1 - (1 - confidence) / 2, BATCHES - 1)
+        t = t_quantile(1 - (1 - confidence) / 2, BATCHES - 1)
         out["energy_per_inference_ci_mj"] = [(net - t * se) * window_s / inferences,
                                              (net + t * se) * window_s / inferences]
     if net < 0:
