@@ -1,60 +1,72 @@
-"""Harness overhead per benchmark on `local`, beyond the agent's own run time.
+"""Harness overhead of `gem-hil bench --device local`, as the user sees it.
 
-    python tests/benchmarks/bench_overhead.py [--runs 10] [--fixture-artifact]
+    python tests/benchmarks/bench_overhead.py [--runs 10]
 
-Overhead = wall time of DeviceSession.run_benchmark (hash checks, push skip,
-agent launch bookkeeping, statistics, verdicts, schema validation, record write)
-minus the agent process's own wall time. Goal (issue 2): under 300 ms.
+Overhead = wall time of the whole `gem-hil bench` process (interpreter start,
+imports, profile load, artifact cache hit, push skip, agent launch, statistics,
+verdicts, schema validation, record write, output) minus the agent process's own
+wall time and the deliberate waits (cooldown, idle-power baseline) the record
+reports. Goal (issue 8): under 300 ms. The artifact is built once beforehand so
+every timed run is a cache hit, as a user's second run is.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
-from dataclasses import replace
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
-from harness.artifacts import build_artifact, load_artifact  # noqa: E402
-from harness.bench import DeviceSession  # noqa: E402
-from harness.profiles import load_profile  # noqa: E402
+
+def gem_hil() -> list[str]:
+    """The venv's entry point beside this interpreter, else `python -m harness.cli`."""
+    script = Path(sys.executable).with_name("gem-hil")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "harness.cli"]
+
+
+def one_run(tmp: Path, env: dict[str, str]) -> tuple[float, dict]:
+    argv = [*gem_hil(), "bench", "--device", "local", "--json",
+            "--report-dir", str(tmp / "reports")]
+    t0 = time.perf_counter()
+    res = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp,
+                         stdin=subprocess.DEVNULL, timeout=600)
+    wall = time.perf_counter() - t0
+    if res.returncode not in (0, 1, 2):
+        raise SystemExit(f"gem-hil bench failed ({res.returncode}): {res.stderr[-2000:]}")
+    return wall, json.loads(res.stdout)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--fixture-artifact", action="store_true",
-                    help="use the torch-free test artifact instead of GEM tiny")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="gem-hil-bench-"))
-    if args.fixture_artifact:
-        from onnx_artifact import make_artifact
-
-        art = load_artifact(make_artifact(tmp / "artifact"))
-    else:
-        art = build_artifact("tiny", "int8")
-    profile = load_profile("local")
-    profile = replace(profile, run=replace(profile.run, min_duration_s=1.0))
-    overheads, walls, agents, counts = [], [], [], []
-    with DeviceSession(profile) as dev:
-        for _ in range(args.runs):
-            rec = dev.run_benchmark(art, report_dir=tmp / "reports").record
-            h = rec["harness"]
-            overheads.append(h["overhead_ms"])
-            walls.append(h["wall_s"])
-            agents.append(h["agent_wall_s"])
-            counts.append(rec["latency_ms"]["count"])
-    print(f"artifact {art.label} ({art.sha256[:12]}), {args.runs} runs, "
-          f"~{int(statistics.median(counts))} samples per run")
-    print(f"harness overhead ms: median {statistics.median(overheads):.1f}, "
-          f"max {max(overheads):.1f} (first run includes the push: {overheads[0]:.1f})")
-    print(f"wall s median {statistics.median(walls):.3f}, agent s median "
-          f"{statistics.median(agents):.3f}")
+    tmp = Path(tempfile.mkdtemp(prefix="gem-hil-overhead-"))
+    env = {**os.environ, "GEM_HIL_LOCAL_HOME": str(tmp / "device-home")}
+    one_run(tmp, env)  # warm-up: builds or finds the artifact, pushes it and the agent
+    user, inner, agents, counts = [], [], [], []
+    for _ in range(args.runs):
+        wall, rec = one_run(tmp, env)
+        h = rec["harness"]
+        waits = h.get("sensor_wait_s") or 0.0
+        user.append((wall - h["agent_wall_s"] - waits) * 1000)
+        inner.append(h["overhead_ms"])
+        agents.append(h["agent_wall_s"])
+        counts.append(rec["latency_ms"]["count"])
+    print(f"{args.runs} runs of `gem-hil bench --device local`, artifact "
+          f"{rec['artifact']['model']}-{rec['artifact']['variant']}, "
+          f"~{int(statistics.median(counts))} samples per run, agent "
+          f"{statistics.median(agents):.2f} s median")
+    print(f"overhead as the user sees it (process wall - agent - waits), ms: median "
+          f"{statistics.median(user):.0f}, min {min(user):.0f}, max {max(user):.0f}")
+    print(f"record's overhead_ms (inside run_benchmark only), ms: median "
+          f"{statistics.median(inner):.0f}, max {max(inner):.0f}")
     return 0
 
 
