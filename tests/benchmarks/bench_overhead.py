@@ -17,8 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # run as a script: the repository root, for harness and tests
 
 from harness.artifacts import build_artifact, load_artifact  # noqa: E402
 from harness.bench import DeviceSession  # noqa: E402
@@ -33,7 +32,7 @@ def main() -> int:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gem-hil-bench-"))
     if args.fixture_artifact:
-        from onnx_artifact import make_artifact
+        from tests.support.onnx_artifact import make_artifact
 
         art = load_artifact(make_artifact(tmp / "artifact"))
     else:

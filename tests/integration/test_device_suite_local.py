@@ -96,7 +96,7 @@ def test_cli_devices_check_reports_reachable_and_not(tmp_path):
     a board that is off."""
     import socket
 
-    from sshd_board import write_ed25519_key
+    from tests.support.sshd_board import write_ed25519_key
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -40,7 +40,7 @@ from typing import Any
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "ssh-keygen"
 DEFAULT_USER = "gemhil"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "targets" / "ssh-board.toml"
 START_TIMEOUT_S = 10.0
 
