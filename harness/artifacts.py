@@ -1,8 +1,11 @@
 """Model artifacts as the harness sees them: a folder with a manifest.
 
 Building goes through gem (and torch) only on a cache miss, and only when
-asked: loading an existing artifact imports neither, so a device-only run does
-not pay for torch.
+asked: loading an existing artifact imports no torch, so a device-only run does
+not pay for it. Loading checks the manifest against its published schema,
+gem/schemas/artifact_manifest.schema.json: it lives in gem beside the writer
+(gem must not import harness; the harness may use gem), and gem.manifest,
+which checks it, is torch-free. See that module's docstring.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ class LocalArtifact:
 
 
 def load_artifact(folder: Path) -> LocalArtifact:
+    """Read folder/manifest.json and check it against its schema (hashes: when pushed)."""
+    from gem.manifest import manifest_problem  # torch-free; harness never imports gem at the top
+
     path = Path(folder) / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -57,9 +63,9 @@ def load_artifact(folder: Path) -> LocalArtifact:
                             "build it with `gem-hil build`") from None
     except ValueError as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc}); rebuild the artifact") from None
-    for key in ("model", "variant", "format", "files", "sha256", "entrypoint", "reference"):
-        if key not in manifest:
-            raise ArtifactError(f"{path}: manifest lacks {key!r}; rebuild the artifact")
+    problem = manifest_problem(manifest, path)
+    if problem:
+        raise ArtifactError(f"{problem}; rebuild the artifact (gem-hil build)")
     return LocalArtifact(Path(folder), manifest)
 
 

@@ -34,6 +34,7 @@ from gem.config import DOMAINS, GemConfig, get_config
 from gem.data import Sample, generate_dataset, split
 from gem.errors import BuildError
 from gem.export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx, make_session, run_session
+from gem.manifest import MANIFEST_VERSION
 from gem.quantization import HYBRID_V1, quantize_onnx, summarize_quantized
 from gem.tokenizer import BOS_ID, encode_batch
 
@@ -178,7 +179,7 @@ def build_onnx_artifact(
     import onnxruntime as ort
     import torch
 
-    from gem.artifacts import describe_files, files_digest, timestamp, write_json
+    from gem.artifacts import describe_files, files_digest, timestamp, write_json, write_manifest
     from gem.model import build_model
     from gem.train import TrainOptions, accuracy, train
 
@@ -269,7 +270,7 @@ def build_onnx_artifact(
     (ref_entry,) = describe_files(out, [REF_FILE])
     counts = net.param_counts()
     manifest = {
-        "manifest_version": 1,
+        "manifest_version": MANIFEST_VERSION,
         "model": model,
         "variant": variant,
         "format": "onnx",
@@ -332,5 +333,5 @@ def build_onnx_artifact(
             "created_utc": timestamp(),
         },
     }
-    write_json(out / "manifest.json", manifest)
+    write_manifest(out, manifest)  # checked against gem/schemas/artifact_manifest.schema.json
     return manifest
