@@ -35,7 +35,7 @@ from typing import Any
 
 from gem.config import get_config
 from gem.errors import ArtifactCorruptError, BuildError
-from gem.export import FORMATS
+from gem.export import FORMATS, BuildProgress
 from gem.manifest import MANIFEST_VERSION, manifest_problem
 
 log = logging.getLogger(__name__)
@@ -211,8 +211,12 @@ def build_artifact(
     seed: int = 0,
     train_steps: int | None = None,
     external_data: bool = False,
+    progress: BuildProgress | None = None,
 ) -> Path:
     """Return the artifact folder for these inputs, building it on a cache miss.
+
+    ``progress(stage, done, total)`` hears the build's stages and training
+    steps (see gem.export.BuildProgress); it is never called on a cache hit.
 
     ``external_data=True`` stores weights in ``model.onnx.data`` (a two-file
     artifact); it is part of neither the key nor the defaults because it does
@@ -246,6 +250,7 @@ def build_artifact(
                 cache_key=key,
                 versions=_package_versions(),
                 external_data=external_data,
+                progress=progress,
             )
             load_manifest(tmp)  # what we wrote must verify before it becomes visible
             os.rename(tmp, folder)

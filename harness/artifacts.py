@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import progress
 from harness.errors import ArtifactError
 
 
@@ -71,7 +72,10 @@ def load_artifact(folder: Path) -> LocalArtifact:
 
 def build_artifact(model: str, variant: str, fmt: str = "onnx",
                    cache_dir: Path | None = None) -> LocalArtifact:
-    """Build (or fetch from the content-hash cache) the GEM artifact."""
+    """Build (or fetch from the content-hash cache) the GEM artifact.
+
+    A build shows its stages and training steps on stderr (harness.progress);
+    a cache hit prints nothing."""
     try:
         from gem.artifacts import build_artifact as gem_build
     except ImportError as exc:
@@ -82,7 +86,9 @@ def build_artifact(model: str, variant: str, fmt: str = "onnx",
     from gem.errors import GemError
 
     try:
-        folder = gem_build(model=model, variant=variant, fmt=fmt, cache_dir=cache_dir)
+        with progress.task(f"build {model}-{variant} ({fmt})") as shown:
+            folder = gem_build(model=model, variant=variant, fmt=fmt, cache_dir=cache_dir,
+                               progress=shown)
     except (ValueError, FileNotFoundError, GemError) as exc:
         raise ArtifactError(f"cannot build {model}-{variant} ({fmt}): {exc}") from None
     return load_artifact(folder)
