@@ -2,7 +2,10 @@
 
 An artifact is a folder holding ``manifest.json`` (what the on-device agent
 reads), ``reference.json`` (inputs + host outputs for parity checks) and the
-model file(s) (``model.onnx``, possibly ``model.onnx.data``).
+model file(s) (``model.onnx``, possibly ``model.onnx.data``). The manifest
+follows the published schema gem/schemas/artifact_manifest.schema.json
+(gem/manifest.py): write_manifest() refuses to write one that does not,
+load_manifest() refuses to read one.
 
 Caching: the folder is keyed by a content hash of everything that determines
 its bytes -- the gem/ package sources, the model config, variant, format, seed,
@@ -32,11 +35,11 @@ from typing import Any
 
 from gem.config import get_config
 from gem.errors import ArtifactCorruptError, BuildError
-from gem.export import FORMATS
+from gem.export import FORMATS, BuildProgress
+from gem.manifest import MANIFEST_VERSION, manifest_problem
 
 log = logging.getLogger(__name__)
 
-MANIFEST_VERSION = 1
 KEY_VERSION = 1  # bump when the key recipe itself changes
 REFERENCE_LENGTHS = (16, 32, 64, 128)
 _PKG_DIR = Path(__file__).resolve().parent
@@ -123,9 +126,10 @@ def files_digest(files: list[dict[str, Any]]) -> str:
 
 
 def load_manifest(folder: str | Path, verify: bool = True) -> dict[str, Any]:
-    """Read ``folder/manifest.json`` and (``verify``) check every listed file's
-    size and sha256 and the artifact digest. Raises ArtifactCorruptError naming
-    the folder, the file and the mismatch."""
+    """Read ``folder/manifest.json``, check it against the published schema and
+    (``verify``) every listed file's size and sha256 and the artifact digest.
+    Raises ArtifactCorruptError naming the folder, the file, the key and the
+    mismatch."""
     folder = Path(folder)
     path = folder / "manifest.json"
     fix = "delete the folder; build_artifact() rebuilds it"
@@ -135,32 +139,11 @@ def load_manifest(folder: str | Path, verify: bool = True) -> dict[str, Any]:
         raise ArtifactCorruptError(f"{path}: missing ({fix})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactCorruptError(f"{path}: not valid JSON: {exc} ({fix})") from None
-    if not isinstance(manifest, dict) or manifest.get("manifest_version") != MANIFEST_VERSION:
-        raise ArtifactCorruptError(f"{path}: manifest_version is not {MANIFEST_VERSION} ({fix})")
-    files = manifest.get("files")
-    if not isinstance(files, list) or not files:
-        raise ArtifactCorruptError(f"{path}: key 'files' must be a non-empty list ({fix})")
-    names = []
-    for f in files:
-        name = f.get("name") if isinstance(f, dict) else None
-        if (
-            not isinstance(name, str)
-            or not name
-            or "/" in name
-            or "\\" in name
-            or name in (".", "..")
-        ):
-            raise ArtifactCorruptError(f"{path}: file entry {f!r} has no plain file name ({fix})")
-        names.append(name)
-    ref = manifest.get("reference")
-    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str):
-        raise ArtifactCorruptError(f"{path}: key 'reference' must name a file ({fix})")
-    if "/" in ref["file"] or "\\" in ref["file"] or ref["file"] in (".", ".."):
-        raise ArtifactCorruptError(f"{path}: reference file {ref['file']!r} is not a plain name")
-    if manifest.get("entrypoint") not in names:
-        raise ArtifactCorruptError(
-            f"{path}: entrypoint {manifest.get('entrypoint')!r} is not in files"
-        )
+    problem = manifest_problem(manifest, path)
+    if problem:
+        raise ArtifactCorruptError(f"{problem} ({fix})")
+    files = manifest["files"]
+    ref = manifest["reference"]
     if not verify:
         return manifest
     checked = list(files)
@@ -228,8 +211,12 @@ def build_artifact(
     seed: int = 0,
     train_steps: int | None = None,
     external_data: bool = False,
+    progress: BuildProgress | None = None,
 ) -> Path:
     """Return the artifact folder for these inputs, building it on a cache miss.
+
+    ``progress(stage, done, total)`` hears the build's stages and training
+    steps (see gem.export.BuildProgress); it is never called on a cache hit.
 
     ``external_data=True`` stores weights in ``model.onnx.data`` (a two-file
     artifact); it is part of neither the key nor the defaults because it does
@@ -263,6 +250,7 @@ def build_artifact(
                 cache_key=key,
                 versions=_package_versions(),
                 external_data=external_data,
+                progress=progress,
             )
             load_manifest(tmp)  # what we wrote must verify before it becomes visible
             os.rename(tmp, folder)
@@ -270,6 +258,22 @@ def build_artifact(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return folder
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    """Check ``manifest`` against the published schema, then write folder/manifest.json.
+
+    A manifest that fails is a bug in its writer (an export backend), so it
+    is a BuildError naming the key, and nothing is written: a half-valid
+    manifest would pass the cache and fail on the device.
+    """
+    path = Path(folder) / "manifest.json"
+    problem = manifest_problem(manifest, path)
+    if problem:
+        raise BuildError(f"refusing to write an artifact manifest that breaks its schema: "
+                         f"{problem} (fix the export backend that built it)")
+    write_json(path, manifest)
+    return path
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -290,10 +294,12 @@ def timestamp() -> str:
 
 
 __all__ = [
+    "MANIFEST_VERSION",
     "BuildError",
     "artifact_key",
     "build_artifact",
     "default_cache_dir",
     "files_digest",
     "load_manifest",
+    "write_manifest",
 ]

@@ -12,7 +12,7 @@ domain banks in use) and an optional DTR budget term ``(mean gate - target)^2``
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -73,9 +73,13 @@ def train(
     samples: Sequence[Sample],
     options: TrainOptions | None = None,
     teacher: GemModel | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``options.steps`` steps; deterministic for a
-    given model init, data and options. Leaves the model in eval mode."""
+    given model init, data and options. Leaves the model in eval mode.
+
+    ``on_step(done, total)`` is called after each step, so a caller can show
+    progress; gem itself prints nothing and knows no progress library."""
     opt = options or TrainOptions()
     if not samples:
         raise ValueError("train() needs at least one sample")
@@ -86,7 +90,7 @@ def train(
     result = TrainResult()
     start = time.perf_counter()
     model.train()
-    for _ in range(opt.steps):
+    for step in range(opt.steps):
         idx = torch.randint(0, len(samples), (min(opt.batch_size, len(samples)),), generator=gen)
         ids, labels, domains = batch_tensors([samples[i] for i in idx.tolist()], opt.max_len)
         logits, stats = model(ids, return_stats=True)
@@ -117,6 +121,8 @@ def train(
         result.losses.append(float(loss.detach()))
         result.last_skip_fraction = stats.skip_fraction
         result.last_dropped_fraction = stats.dropped_fraction
+        if on_step is not None:
+            on_step(step + 1, opt.steps)
     model.eval()
     result.seconds = time.perf_counter() - start
     return result

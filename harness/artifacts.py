@@ -1,8 +1,11 @@
 """Model artifacts as the harness sees them: a folder with a manifest.
 
 Building goes through gem (and torch) only on a cache miss, and only when
-asked: loading an existing artifact imports neither, so a device-only run does
-not pay for torch.
+asked: loading an existing artifact imports no torch, so a device-only run does
+not pay for it. Loading checks the manifest against its published schema,
+gem/schemas/artifact_manifest.schema.json: it lives in gem beside the writer
+(gem must not import harness; the harness may use gem), and gem.manifest,
+which checks it, is torch-free. See that module's docstring.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import progress
 from harness.errors import ArtifactError
 
 
@@ -49,6 +53,9 @@ class LocalArtifact:
 
 
 def load_artifact(folder: Path) -> LocalArtifact:
+    """Read folder/manifest.json and check it against its schema (hashes: when pushed)."""
+    from gem.manifest import manifest_problem  # torch-free; harness never imports gem at the top
+
     path = Path(folder) / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -57,15 +64,18 @@ def load_artifact(folder: Path) -> LocalArtifact:
                             "build it with `gem-hil build`") from None
     except ValueError as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc}); rebuild the artifact") from None
-    for key in ("model", "variant", "format", "files", "sha256", "entrypoint", "reference"):
-        if key not in manifest:
-            raise ArtifactError(f"{path}: manifest lacks {key!r}; rebuild the artifact")
+    problem = manifest_problem(manifest, path)
+    if problem:
+        raise ArtifactError(f"{problem}; rebuild the artifact (gem-hil build)")
     return LocalArtifact(Path(folder), manifest)
 
 
 def build_artifact(model: str, variant: str, fmt: str = "onnx",
                    cache_dir: Path | None = None) -> LocalArtifact:
-    """Build (or fetch from the content-hash cache) the GEM artifact."""
+    """Build (or fetch from the content-hash cache) the GEM artifact.
+
+    A build shows its stages and training steps on stderr (harness.progress);
+    a cache hit prints nothing."""
     try:
         from gem.artifacts import build_artifact as gem_build
     except ImportError as exc:
@@ -76,7 +86,9 @@ def build_artifact(model: str, variant: str, fmt: str = "onnx",
     from gem.errors import GemError
 
     try:
-        folder = gem_build(model=model, variant=variant, fmt=fmt, cache_dir=cache_dir)
+        with progress.task(f"build {model}-{variant} ({fmt})") as shown:
+            folder = gem_build(model=model, variant=variant, fmt=fmt, cache_dir=cache_dir,
+                               progress=shown)
     except (ValueError, GemError) as exc:
         raise ArtifactError(f"cannot build {model}-{variant} ({fmt}): {exc}") from None
     except OSError as exc:  # the cache folder: unwritable, full, or not a folder

@@ -13,7 +13,7 @@ from harness.artifacts import LocalArtifact, load_artifact
 def fixture_artifact(tmp_path_factory: pytest.TempPathFactory) -> LocalArtifact:
     """A real (tiny, torch-free) ONNX classifier artifact with references."""
     pytest.importorskip("onnx", reason="onnx is needed to write the fixture artifact")
-    from onnx_artifact import make_artifact
+    from tests.support.onnx_artifact import make_artifact
 
     return load_artifact(make_artifact(tmp_path_factory.mktemp("artifact")))
 

@@ -8,5 +8,14 @@ Importing this package does not import torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 #: Formats build_artifact() accepts, and the variants each supports.
 FORMATS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int8")}
+
+#: What every backend's builder takes as ``progress``: called as
+#: ``progress(stage, done, total)`` when a stage starts (done 0, total None when
+#: it is not counted) and after each training step (done/total steps). A plain
+#: callback, so gem needs no progress library and never imports the harness,
+#: whose harness.progress Task is one.
+BuildProgress = Callable[[str, int, int | None], None]

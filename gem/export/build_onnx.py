@@ -33,7 +33,9 @@ import numpy as np
 from gem.config import DOMAINS, GemConfig, get_config
 from gem.data import Sample, generate_dataset, split
 from gem.errors import BuildError
+from gem.export import BuildProgress
 from gem.export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx, make_session, run_session
+from gem.manifest import MANIFEST_VERSION
 from gem.quantization import HYBRID_V1, quantize_onnx, summarize_quantized
 from gem.tokenizer import BOS_ID, encode_batch
 
@@ -172,16 +174,21 @@ def build_onnx_artifact(
     cache_key: str,
     versions: dict[str, str],
     external_data: bool = False,
+    progress: BuildProgress | None = None,
 ) -> dict[str, Any]:
-    """Build the artifact into the (empty) folder ``out``; returns the manifest."""
+    """Build the artifact into the (empty) folder ``out``; returns the manifest.
+
+    ``progress`` hears each stage (train, with its steps; export; check; quantize;
+    references; manifest) as it starts."""
     import onnx
     import onnxruntime as ort
     import torch
 
-    from gem.artifacts import describe_files, files_digest, timestamp, write_json
+    from gem.artifacts import describe_files, files_digest, timestamp, write_json, write_manifest
     from gem.model import build_model
     from gem.train import TrainOptions, accuracy, train
 
+    report: BuildProgress = progress or (lambda stage, done, total: None)
     t0 = time.perf_counter()
     cfg = get_config(model)
     torch.manual_seed(seed)
@@ -191,16 +198,19 @@ def build_onnx_artifact(
     opts = TrainOptions(
         steps=train_steps, seed=seed, lr=cfg.train_lr, batch_size=cfg.train_batch_size
     )
-    trained = train(net, train_set, opts)
+    report("train", 0, train_steps)
+    trained = train(net, train_set, opts, on_step=lambda done, total: report("train", done, total))
     train_acc, holdout_acc = accuracy(net, train_set), accuracy(net, holdout)
 
     example, _ = encode_batch([s.text for s in holdout[:2]], max_len=24, pad_to=24)
     holdout_ids, _ = encode_batch([s.text for s in holdout], max_len=cfg.max_len_tokens)
 
     work = out / ".work"
+    report("export to ONNX", 0, None)
     info = export_onnx(net, work, example, external_data=external_data)
     fp32_path = info.files[0]
     # torch vs ONNX, strictly, on inputs away from routing decision boundaries
+    report("check ONNX against torch", 0, None)
     check_refs, _ = reference_inputs(
         cfg, data, (16, 32, 64, 128), RoutingProbe(fp32_path, cfg.dtr_threshold), 1e-3
     )
@@ -227,6 +237,7 @@ def build_onnx_artifact(
 
     quant: dict[str, Any]
     if variant == "int8":
+        report("quantize to int8", 0, None)
         quant = quantize_onnx(fp32_path, out / "model.onnx", HYBRID_V1, external_data=external_data)
         int8_sess = make_session(out / "model.onnx")
         int8_hold = run_session(int8_sess, holdout_ids)
@@ -243,6 +254,7 @@ def build_onnx_artifact(
     shutil.rmtree(work)
 
     final = out / "model.onnx"
+    report("reference outputs", 0, None)
     min_margin = MIN_ROUTING_MARGIN[variant]
     refs, margins = reference_inputs(
         cfg, data, (16, 32, 64, 128), RoutingProbe(final, cfg.dtr_threshold), min_margin
@@ -269,7 +281,7 @@ def build_onnx_artifact(
     (ref_entry,) = describe_files(out, [REF_FILE])
     counts = net.param_counts()
     manifest = {
-        "manifest_version": 1,
+        "manifest_version": MANIFEST_VERSION,
         "model": model,
         "variant": variant,
         "format": "onnx",
@@ -332,5 +344,6 @@ def build_onnx_artifact(
             "created_utc": timestamp(),
         },
     }
-    write_json(out / "manifest.json", manifest)
+    report("manifest", 0, None)
+    write_manifest(out, manifest)  # checked against gem/schemas/artifact_manifest.schema.json
     return manifest

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import progress
 from harness.errors import HarnessError
 from harness.qemu.debian import DEFAULT_MIRROR, fetch_deb, parse_packages, resolve_metapackage
 from harness.qemu.initramfs import build_initramfs
@@ -99,9 +100,10 @@ def build_image(name: str = "pi4", cache_dir: Path | None = None,
     """Return the image for the recipe, building it first when the cache lacks it.
 
     Concurrent callers (two pytest sessions, CI and a developer) serialise on a
-    lock file; the loser finds the winner's finished image.
+    lock file; the loser finds the winner's finished image. A build shows its
+    stages on stderr (harness.progress: a bar on a terminal, plain lines in CI);
+    ``log`` takes its messages instead when given.
     """
-    say = log or (lambda msg: print(f"[qemu build] {msg}", file=sys.stderr, flush=True))
     recipe = load_recipe(name, recipe_dir)
     key = cache_key(recipe)
     cache = Path(cache_dir or default_cache_dir())
@@ -125,7 +127,8 @@ def build_image(name: str = "pi4", cache_dir: Path | None = None,
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         try:
-            _Builder(recipe, key, cache, work, say).run()
+            with progress.task(f"qemu image {name}") as shown:
+                _Builder(recipe, key, cache, work, log or shown.log, shown).run()
             shutil.rmtree(final.dir, ignore_errors=True)
             work.rename(final.dir)
             _hand_to_sudo_user(cache, final)
@@ -171,8 +174,10 @@ def _point_current(cache: Path, name: str, target: Path) -> None:
 class _Builder:
     """One build in a scratch folder; every step logs to work/build.log."""
 
-    def __init__(self, recipe: Recipe, key: str, cache: Path, work: Path, say: Log) -> None:
+    def __init__(self, recipe: Recipe, key: str, cache: Path, work: Path, say: Log,
+                 shown: progress.Task | None = None) -> None:
         self.recipe = recipe
+        self.shown = shown
         self.key = key
         self.cache = cache
         self.work = work
@@ -204,8 +209,11 @@ class _Builder:
         raise ImageBuildError(f"QEMU image build failed: {what}\n--- build log tail "
                               f"({self.log_path}) ---\n{tail}")
 
-    def _step(self, name: str, fn: Callable[[], None]) -> None:
-        self.say(f"{name} ...")
+    def _step(self, name: str, fn: Callable[[], None], index: int = 0, count: int = 0) -> None:
+        if self.shown is not None:
+            self.shown.update(name, done=index, total=count or None)
+        else:
+            self.say(f"{name} ...")
         t0 = time.monotonic()
         fn()
         self.timings[name] = round(time.monotonic() - t0, 1)
@@ -217,14 +225,15 @@ class _Builder:
         t0 = time.monotonic()
         self.say(f"building image {self.recipe.name}-{self.key} in {self.work} "
                  f"(log: {self.log_path})")
-        self._step("debootstrap (download only)", self.debootstrap)
-        self._step("unpack packages", self.unpack)
-        self._step("kernel", self.kernel)
-        self._step("configure", self.configure)
-        self._step("guest wheels", self.wheels)
-        self._step("byte-compile", self.byte_compile)
-        self._step("initramfs", self.initramfs)
-        self._step("ext4 image", self.ext4)
+        steps = [("debootstrap (download only)", self.debootstrap),
+                 ("unpack packages", self.unpack), ("kernel", self.kernel),
+                 ("configure", self.configure), ("guest wheels", self.wheels),
+                 ("byte-compile", self.byte_compile), ("initramfs", self.initramfs),
+                 ("ext4 image", self.ext4)]
+        for index, (name, fn) in enumerate(steps):
+            self._step(name, fn, index, len(steps))
+        if self.shown is not None:
+            self.shown.update(done=len(steps))
         self.timings["total"] = round(time.monotonic() - t0, 1)
         manifest = {
             "name": self.recipe.name, "key": self.key, "suite": self.recipe.suite,

@@ -1,10 +1,10 @@
 """Pytest fixtures and helpers around the ADB peer.
 
 Import the fixtures into a test module with
-``from adb_peer import fixtures`` and ``adb_key = fixtures.adb_key`` (tests/ is on
-sys.path under pytest, as for sshd_board).
+``from tests.adb_peer import fixtures`` and ``adb_key = fixtures.adb_key`` (the
+peer goes by that one name everywhere, as ``python -m tests.adb_peer`` too).
 make_targets_dir() writes targets/pixel6-emulated.toml aimed at a running
-peer (its dynamic port and the test key), the way tests/sshd_board.py does
+peer (its dynamic port and the test key), the way tests/support/sshd_board.py does
 for the SSH board, so `--targets-dir` runs the suite through ADB.
 """
 

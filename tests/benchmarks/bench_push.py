@@ -25,12 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from sshd_board import SshdBoard  # noqa: E402
+sys.path.insert(0, str(REPO))  # run as a script: the repository root, for harness and tests
 
 from harness.transports.base import sha256_file  # noqa: E402
 from harness.transports.ssh import SshTransport  # noqa: E402
+from tests.support.sshd_board import SshdBoard  # noqa: E402
 
 DOC = REPO / "docs" / "ssh.md"
 BEGIN, END = "<!-- bench_push:begin -->", "<!-- bench_push:end -->"

@@ -1,6 +1,6 @@
 """Fixtures for integration tests against real components.
 
-``sshd_board``: a real OpenSSH sshd on loopback (see tests/sshd_board.py),
+``sshd_board``: a real OpenSSH sshd on loopback (see tests/support/sshd_board.py),
 started once per session. Needs root and /usr/sbin/sshd; otherwise every test
 using it is skipped with the reason.
 """
@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-# tests/ is on sys.path (pytest inserts it for tests/conftest.py, like onnx_artifact)
-from sshd_board import SshdBoard
-
 from harness.profiles import parse_profile
 from harness.transports.ssh import SshTransport
+from tests.support.sshd_board import SshdBoard
 
 
 @pytest.fixture(scope="session")

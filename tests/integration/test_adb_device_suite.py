@@ -12,10 +12,9 @@ import pytest
 
 pytest.importorskip("adb_shell", reason="the ADB tests need adb-shell==0.4.4")
 
-from adb_peer import fixtures as peer_fixtures  # noqa: E402
-from adb_peer.fixtures import make_targets_dir  # noqa: E402
-
 from harness.record import schema_errors  # noqa: E402
+from tests.adb_peer import fixtures as peer_fixtures  # noqa: E402
+from tests.adb_peer.fixtures import make_targets_dir  # noqa: E402
 
 adb_key = peer_fixtures.adb_key  # pytest fixture, shared with the other ADB tests
 adb_peer = peer_fixtures.adb_peer  # pytest fixture, shared with the other ADB tests

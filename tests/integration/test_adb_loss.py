@@ -18,13 +18,13 @@ import pytest
 
 pytest.importorskip("adb_shell", reason="the ADB tests need adb-shell==0.4.4")
 
-from adb_peer import fixtures as peer_fixtures  # noqa: E402
-from adb_peer import netns  # noqa: E402
 from adb_shell.adb_device import AdbDevice  # noqa: E402
 from adb_shell.auth.sign_cryptography import CryptographySigner  # noqa: E402
 from adb_shell.transport.tcp_transport import TcpTransport  # noqa: E402
 
 from harness.transports.adb import AdbSettings, AdbTransport  # noqa: E402
+from tests.adb_peer import fixtures as peer_fixtures  # noqa: E402
+from tests.adb_peer import netns  # noqa: E402
 
 adb_key = peer_fixtures.adb_key  # pytest fixture, shared with the other ADB tests
 

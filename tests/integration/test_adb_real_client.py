@@ -16,9 +16,8 @@ import pytest
 
 pytest.importorskip("adb_shell", reason="the ADB tests need adb-shell==0.4.4")
 
-from adb_peer import AdbPeer  # noqa: E402
-
 from harness.transports.adb import ensure_adb_key  # noqa: E402
+from tests.adb_peer import AdbPeer  # noqa: E402
 
 pytestmark = [pytest.mark.adb]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.record import schema_errors
+from tests.support.profiles import steady_local
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,8 +36,9 @@ def pytest_argv(tmp_path: Path, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_broken_budget_fails_the_run_with_a_readable_message(tmp_path):
     junit = tmp_path / "junit.xml"
+    targets = steady_local(tmp_path / "targets")  # this noisy host must not make it invalid
     res = run(pytest_argv(tmp_path, "--device=local", "--budget", "latency_p95_ms=0.001",
-                          f"--junitxml={junit}"), tmp_path)
+                          f"--targets-dir={targets}", f"--junitxml={junit}"), tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
     line = next(ln for ln in out.splitlines() if "FAIL: device local" in ln)
@@ -72,8 +74,10 @@ def test_unknown_budget_metric_is_a_usage_error(tmp_path):
 
 @pytest.mark.slow
 def test_cli_bench_json_prints_a_valid_record(tmp_path):
+    targets = steady_local(tmp_path / "targets")
     res = run([sys.executable, "-m", "harness.cli", "bench", "--device", "local", "--json",
-               "--report-dir", str(tmp_path / "reports")], tmp_path)
+               "--targets-dir", str(targets), "--report-dir", str(tmp_path / "reports")],
+              tmp_path)
     assert res.returncode == 0, res.stderr
     rec = json.loads(res.stdout)
     assert schema_errors(rec) == []
@@ -85,7 +89,7 @@ def test_cli_bench_json_prints_a_valid_record(tmp_path):
 def test_cli_devices_lists_every_profile(tmp_path):
     res = run([sys.executable, "-m", "harness.cli", "devices"], tmp_path)
     assert res.returncode == 0, res.stderr
-    names = {line.split()[0] for line in res.stdout.splitlines()[1:]}
+    names = {line.split()[0] for line in res.stdout.splitlines()[2:]}
     expected = {p.stem for p in (REPO / "targets").glob("*.toml")}
     assert names == expected
 
@@ -96,7 +100,7 @@ def test_cli_devices_check_reports_reachable_and_not(tmp_path):
     a board that is off."""
     import socket
 
-    from sshd_board import write_ed25519_key
+    from tests.support.sshd_board import write_ed25519_key
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,7 +117,7 @@ def test_cli_devices_check_reports_reachable_and_not(tmp_path):
         "connect_timeout_s = 3\n")
     res = run([sys.executable, "-m", "harness.cli", "--targets-dir", str(targets), "devices",
                "--check", "local", "deadboard"], tmp_path)
-    rows = {ln.split()[0]: ln for ln in res.stdout.splitlines()[1:]}
+    rows = {ln.split()[0]: ln for ln in res.stdout.splitlines()[2:]}
     assert rows["local"].rstrip().endswith("reachable")
     assert rows["deadboard"].rstrip().endswith("UNREACHABLE")
     # a named device that does not answer fails the command, with the whole reason

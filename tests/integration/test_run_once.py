@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.record import schema_errors
+from tests.support.profiles import steady_local
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,13 +27,7 @@ def _run(argv: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedPro
 
 def _broken_local(tmp_path: Path) -> Path:
     """`local`, but the agent's interpreter exits at once: every run fails on the device."""
-    targets = tmp_path / "targets"
-    targets.mkdir()
-    text = (REPO / "targets" / "local.toml").read_text().replace(
-        'name = "local"', 'name = "broken"').replace(
-        'workdir = "gem-hil"', 'workdir = "gem-hil"\npython = "/bin/false"')
-    (targets / "broken.toml").write_text(text)
-    return targets
+    return steady_local(tmp_path / "targets", "broken", 'python = "/bin/false"')
 
 
 def _gate_line(out: str) -> tuple[str, int, list[str]]:
@@ -65,8 +60,10 @@ def test_one_failure_is_one_record_and_the_summary_agrees_with_the_gate(tmp_path
 @pytest.mark.slow
 def test_passing_session_summary_agrees_with_the_gate(tmp_path):
     reports = tmp_path / "reports"
+    targets = steady_local(tmp_path / "targets")
     res = _run([sys.executable, "-m", "pytest", "tests/device", "-q", "-p", "no:cacheprovider",
-                "--device=local", "--report-dir", str(reports)], tmp_path)
+                "--device=local", f"--targets-dir={targets}", "--report-dir", str(reports)],
+               tmp_path)
     assert res.returncode == 0, res.stdout[-3000:]
     word, code, argv = _gate_line(res.stdout)
     gate = _run([sys.executable, "-m", "harness.cli", *argv[1:]], tmp_path)

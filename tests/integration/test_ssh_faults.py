@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshd_board import SshdBoard, fingerprint_of_pub, write_ed25519_key
 
 from harness.errors import AuthError, CommandTimeout, ConnectError, HostKeyError, TransferError
 from harness.transports.ssh import SshTransport
+from tests.support.sshd_board import SshdBoard, fingerprint_of_pub, write_ed25519_key
 
 pytestmark = pytest.mark.ssh
 

@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from sshd_board import SshdBoard
 
 from harness.errors import TransferError
 from harness.profiles import parse_profile
 from harness.transports import open_transport
 from harness.transports.base import sha256_file
 from harness.transports.ssh import SshTransport
+from tests.support.sshd_board import SshdBoard
 
 pytestmark = pytest.mark.ssh
 

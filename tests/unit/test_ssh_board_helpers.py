@@ -1,4 +1,4 @@
-"""Helpers of the loopback sshd board (tests/sshd_board.py) that tests rely on."""
+"""Helpers of the loopback sshd board (tests/support/sshd_board.py) that tests rely on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from sshd_board import _grant_search, set_toml_keys
+
+from tests.support.sshd_board import _grant_search, set_toml_keys
 
 TEXT = """name = "x"
 [ssh]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from sshd_board import fingerprint_of_pub, set_toml_keys, write_ed25519_key
 
 from harness.errors import ConfigError
 from harness.profiles import parse_profile
 from harness.transports.ssh import SshTransport, build_command, fingerprint, known_hosts_name
+from tests.support.sshd_board import fingerprint_of_pub, set_toml_keys, write_ed25519_key
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "targets" / "ssh-board.toml"
 

@@ -10,10 +10,21 @@ Used by tests/integration/conftest.py (the ``sshd_board`` fixture) and by
 tests/benchmarks/bench_push.py. Starting it needs root (useradd, a second
 user, sshd's privilege separation); ``SshdBoard.unavailable_reason()`` says
 why it cannot run here so callers can skip with that reason.
+
+A person can start one by hand, as the ADB peer can be, to try the harness
+against a real SSH board without owning one (from the repository root, as root):
+
+    python -m tests.support.sshd_board            # prints host, port, key, targets folder
+    gem-hil --targets-dir DIR bench --device ssh-board     # in another shell
+
+It runs until Ctrl-C or SIGTERM, then stops sshd and every login it forked,
+removes its temporary folder and, when it created the login user itself,
+that user and the permissions it granted them (``--help`` for options).
 """
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import base64
 import contextlib
@@ -31,6 +42,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from collections.abc import Mapping
@@ -40,7 +52,7 @@ from typing import Any
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "ssh-keygen"
 DEFAULT_USER = "gemhil"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "targets" / "ssh-board.toml"
 START_TIMEOUT_S = 10.0
 
@@ -88,6 +100,9 @@ class SshdBoard:
         self.home = Path("/nonexistent")
         self.python = sys.executable
         self.notes: list[str] = []
+        #: True when start() had to create the login user (only then may it be removed)
+        self.created_user = False
+        self._grants: list[tuple[Path, str]] = []  # (directory, how) made for this user
         self._started = False
 
     # -- availability -----------------------------------------------------
@@ -147,6 +162,35 @@ class SshdBoard:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
 
+    def remove_created_user(self) -> list[str]:
+        """Undo what start() did to the system for a user it created; say what.
+
+        Only a user this board created is removed, together with the search
+        permissions granted to it: another board (a pytest session of someone
+        else on this machine) may be logged in as a user that already existed.
+        Call after stop(), so no login of the user is left running.
+        """
+        if not self.created_user:
+            return []
+        done = []
+        pw = pwd.getpwnam(self.user)
+        for path, how in reversed(self._grants):
+            _revoke_search(path, pw.pw_uid, how)
+            done.append(f"revoked {self.user}'s search permission on {path}")
+        self._grants.clear()
+        for pid in _processes_of(pw.pw_uid):  # a login's background job outlives sshd
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        res = subprocess.run(["userdel", "--remove", self.user], capture_output=True,
+                             text=True, timeout=30)
+        # exit 12: the mail spool was absent; the account and home are gone all the same
+        if res.returncode not in (0, 12):
+            raise RuntimeError(f"userdel {self.user} failed ({res.returncode}): "
+                               f"{res.stderr.strip()}; remove it by hand: userdel -r {self.user}")
+        self.created_user = False
+        done.append(f"removed user {self.user} and {pw.pw_dir}")
+        return done
+
     def __enter__(self) -> SshdBoard:
         return self.start()
 
@@ -192,6 +236,15 @@ class SshdBoard:
         out.write_text(text, encoding="utf-8")
         return dest
 
+    @property
+    def sshd_pid(self) -> int | None:
+        """The listening sshd's pid (from its PID file), None when it is not running."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _is_sshd(pid) else None
+
     def accepted_connections(self) -> int:
         """How many logins sshd accepted so far (one per TCP connection)."""
         return self.log_path.read_text(errors="replace").count("Accepted publickey")
@@ -206,6 +259,7 @@ class SshdBoard:
                             "--shell", "/bin/sh", "--comment", "gem-hil test board login",
                             self.user], check=True, capture_output=True, timeout=30)
             pw = pwd.getpwnam(self.user)
+            self.created_user = True
             self.notes.append(f"created user {self.user} (shell /bin/sh)")
         if pw.pw_shell != "/bin/sh":
             subprocess.run(["usermod", "--shell", "/bin/sh", self.user], check=True,
@@ -319,6 +373,7 @@ class SshdBoard:
             if parent.stat().st_mode & 0o001:
                 continue
             how = _grant_search(parent, pw.pw_uid)
+            self._grants.append((parent, how))
             self.notes.append(f"granted {self.user} search permission on {parent} ({how})")
         if _run_as(pw, probe) != 0:
             raise RuntimeError(f"user {self.user} cannot run {python} with numpy and onnxruntime "
@@ -344,32 +399,78 @@ _ACL_UNDEF = 0xFFFFFFFF
 def _grant_search(path: Path, uid: int) -> str:
     """Give uid search (x) permission on a directory: POSIX ACL, else o+x."""
     try:
-        try:
-            raw = os.getxattr(path, _ACL_XATTR)
-            entries = [struct.unpack_from("<HHI", raw, 4 + 8 * i)
-                       for i in range((len(raw) - 4) // 8)]
-        except OSError as exc:
-            if exc.errno != errno.ENODATA:  # ENODATA: no ACL yet, derive one from the mode bits
-                raise
+        entries = _read_acl(path)
+        if entries is None:  # no ACL yet: derive one from the mode bits
             mode = path.stat().st_mode
             entries = [(_ACL_USER_OBJ, (mode >> 6) & 7, _ACL_UNDEF),
                        (_ACL_GROUP_OBJ, (mode >> 3) & 7, _ACL_UNDEF),
                        (_ACL_OTHER, mode & 7, _ACL_UNDEF)]
         entries = [e for e in entries if not (e[0] == _ACL_USER and e[2] == uid)
                    and e[0] != _ACL_MASK]
-        entries.append((_ACL_USER, 1, uid))
-        mask = 0
-        for tag, perm, _ in entries:
-            if tag in (_ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP):
-                mask |= perm
-        entries.append((_ACL_MASK, mask, _ACL_UNDEF))
-        entries.sort(key=lambda e: (e[0], e[2]))
-        blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
-        os.setxattr(path, _ACL_XATTR, blob)
+        _write_acl(path, [*entries, (_ACL_USER, 1, uid)])
         return "POSIX ACL u:x"
     except OSError:
         os.chmod(path, path.stat().st_mode | 0o001)
         return "chmod o+x (no ACL support)"
+
+
+def _read_acl(path: Path) -> list[tuple[int, int, int]] | None:
+    """The access ACL's (tag, perm, id) entries, None when the file has none."""
+    try:
+        raw = os.getxattr(path, _ACL_XATTR)
+    except OSError as exc:
+        if exc.errno == errno.ENODATA:
+            return None
+        raise
+    return [struct.unpack_from("<HHI", raw, 4 + 8 * i) for i in range((len(raw) - 4) // 8)]
+
+
+def _revoke_search(path: Path, uid: int, how: str) -> None:
+    """Undo _grant_search: drop uid's ACL entry (or o+x), leave everyone else's.
+
+    When no named entry is left the ACL goes entirely and the mode's group
+    bits return to the group entry's (an ACL shows its mask there), so a
+    directory that had no ACL before ends exactly as it was.
+    """
+    if not path.exists():
+        return
+    if not how.startswith("POSIX ACL"):
+        os.chmod(path, path.stat().st_mode & ~0o001)
+        return
+    entries = _read_acl(path)
+    if entries is None:
+        return
+    entries = [e for e in entries if not (e[0] == _ACL_USER and e[2] == uid) and e[0] != _ACL_MASK]
+    if not any(tag in (_ACL_USER, _ACL_GROUP) for tag, _, _ in entries):
+        group = next(perm for tag, perm, _ in entries if tag == _ACL_GROUP_OBJ)
+        os.removexattr(path, _ACL_XATTR)
+        os.chmod(path, (path.stat().st_mode & ~0o070) | (group << 3))
+        return
+    _write_acl(path, entries)
+
+
+def _write_acl(path: Path, entries: list[tuple[int, int, int]]) -> None:
+    """Set the access ACL to entries plus a mask that covers them."""
+    mask = 0
+    for tag, perm, _ in entries:
+        if tag in (_ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP):
+            mask |= perm
+    entries = sorted([*entries, (_ACL_MASK, mask, _ACL_UNDEF)], key=lambda e: (e[0], e[2]))
+    os.setxattr(path, _ACL_XATTR,
+                struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries))
+
+
+def _processes_of(uid: int) -> list[int]:
+    """Live processes of uid (zombies are dead already: only their parent can reap them)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            if (entry.stat().st_uid == uid
+                    and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):
+                pids.append(int(entry.name))
+    return pids
 
 
 def _is_sshd(pid: int) -> bool:
@@ -448,3 +549,74 @@ def write_ed25519_key(path: Path, passphrase: bytes | None = None, mode: int = 0
     os.chmod(path, mode)
     pub = key.public_key().public_bytes(ser.Encoding.OpenSSH, ser.PublicFormat.OpenSSH)
     return pub.decode()
+
+
+# -- command line ---------------------------------------------------------
+
+READY = "SSHD_BOARD_READY"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start a board, print how to reach it, serve until a signal, clean up."""
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.support.sshd_board",
+        description="Start a real OpenSSH sshd on 127.0.0.1 standing in for an SSH board "
+                    "(needs root), print its host, port, user, key, known_hosts and a "
+                    "targets folder with a ready ssh-board.toml, and serve until Ctrl-C "
+                    "or SIGTERM. On exit it stops sshd and its logins and removes its "
+                    "temporary files, and the login user when it created that user.",
+        epilog="Then, in another shell: gem-hil --targets-dir DIR bench --device ssh-board "
+               "(or pytest tests/device --device=ssh-board --targets-dir=DIR). Printed "
+               f"lines are 'key: value', then '{READY}' once sshd accepts logins.")
+    ap.add_argument("--user", default=DEFAULT_USER,
+                    help="login user, created (shell /bin/sh) when missing (default: %(default)s)")
+    ap.add_argument("--targets-dir", type=Path, default=None,
+                    help="where to write ssh-board.toml (default: inside the board's "
+                         "temporary folder); the file is removed on exit")
+    args = ap.parse_args(argv)
+    reason = SshdBoard.unavailable_reason()
+    if reason:
+        print(f"sshd board: {reason}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    board = SshdBoard(user=args.user)
+    profile: Path | None = None
+    rc = 0
+    try:
+        board.start()
+        targets = board.make_targets_dir(args.targets_dir or board.base / "targets")
+        profile = targets / "ssh-board.toml"
+        for note in board.notes:
+            print(f"# {note}", file=sys.stderr)
+        for key, value in (*board.ssh_table().items(), ("python", board.python),
+                           ("sshd_pid", board.sshd_pid), ("targets_dir", targets),
+                           ("profile", profile)):
+            print(f"{key}: {value}")
+        print(f"# try: ssh -i {board.key_file} -p {board.port} -o UserKnownHostsFile="
+              f"{board.known_hosts} {board.user}@{board.host} uname -a")
+        print(f"# try: gem-hil --targets-dir {targets} bench --device ssh-board")
+        print(f"# stop: Ctrl-C or kill -TERM {os.getpid()}")
+        print(READY, flush=True)
+        while not stop.wait(0.5):
+            pass
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"sshd board: {exc}", file=sys.stderr)
+        rc = 1
+    finally:
+        board.cleanup()
+        if profile is not None and args.targets_dir is not None:
+            profile.unlink(missing_ok=True)
+        try:
+            for line in board.remove_created_user():
+                print(f"# {line}", file=sys.stderr)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            print(f"sshd board: {exc}", file=sys.stderr)
+            rc = 1
+        print("# sshd board stopped", file=sys.stderr, flush=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

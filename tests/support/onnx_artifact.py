@@ -20,6 +20,8 @@ def make_artifact(folder: Path, num_classes: int = 4, seed: int = 0, vocab: int 
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
+    from gem.artifacts import write_manifest
+
     rng = np.random.default_rng(seed)
     emb = rng.standard_normal((vocab, dim)).astype(np.float32)
     w = rng.standard_normal((dim, num_classes)).astype(np.float32)
@@ -63,5 +65,5 @@ def make_artifact(folder: Path, num_classes: int = 4, seed: int = 0, vocab: int 
         "params_total": int(emb.size + w.size + b.size), "params_active_per_token": dim,
         "num_classes": num_classes, "max_len_tokens": 512, "vocab_size": vocab, "pad_id": 0,
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_manifest(folder, manifest)  # the published schema holds for test artifacts too
     return folder

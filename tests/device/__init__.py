@@ -1,0 +1,1 @@
+"""The GEM device suite (`pytest tests/device --device=NAME`)."""

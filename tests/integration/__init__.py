@@ -1,0 +1,1 @@
+"""Integration tests against real components (sshd, ADB peer, QEMU)."""

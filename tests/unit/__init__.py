@@ -1,0 +1,1 @@
+"""Unit tests: no root, no network, no real device."""
