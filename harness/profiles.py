@@ -185,6 +185,7 @@ HEAD_PART = _Part("", "the profile", _Head,
                   help="Top-level keys. Besides them a profile has [hardware] (free-form "
                        "facts), [budgets.default] / [budgets.\"<model>-<variant>\"] (metric "
                        "limits, docs/gate.md) and the tables below.")
+registry.top = HEAD_PART
 
 
 @dataclass(frozen=True)
@@ -272,7 +273,8 @@ def parse_profile(path: Path) -> DeviceProfile:
     if transport.table_required and transport.name not in raw:
         need = ", ".join(f.name for f in settings_fields(transport.settings) if is_required(f))
         raise ConfigError(f"{path}: transport = {transport.name!r} needs a [{transport.name}] "
-                          f"table with its connection settings ({need}); see docs/profiles.md")
+                          f"table with its connection settings{f' ({need})' if need else ''}; "
+                          "see docs/profiles.md")
     settings: dict[str, Any] = {}
     tables: dict[str, dict[str, Any]] = {}
     for name in [*shared, transport.name]:
