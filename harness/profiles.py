@@ -240,12 +240,16 @@ def _table(raw: Mapping[str, Any], key: str, path: Path) -> dict[str, Any]:
     return value
 
 
-def parse_profile(path: Path) -> DeviceProfile:
+def parse_profile(path: Path, *, check_files: bool = True) -> DeviceProfile:
     """Load and check a whole profile: every table, every key, every name.
 
     Order: unknown keys first (a misspelt key would otherwise surface as a
     confusing "missing" for the key it was meant to be), then the top-level
     keys, the registered names, and each table through its registered owner.
+    check_files=False skips what depends on this machine rather than on the
+    file (an SSH key's existence and mode): for readers that want a profile's
+    budgets, such as the release gate, on a machine that never talks to the
+    device.
     """
     path = Path(path)
     raw = _read(path)
@@ -254,7 +258,7 @@ def parse_profile(path: Path) -> DeviceProfile:
     head_keys = [f for f in _Head.__dataclass_fields__]
     known = head_keys + list(_FREE_TABLES) + shared + list(transports)
     unknown = [k for k in raw if k not in known]
-    top = TableContext(path, "", raw)
+    top = TableContext(path, "", raw, check_files)
     if unknown:
         raise unknown_keys_error(top, unknown, known)
     head: _Head = parse_part(HEAD_PART, {k: v for k, v in raw.items() if k in head_keys}, top)
@@ -280,7 +284,7 @@ def parse_profile(path: Path) -> DeviceProfile:
     for name in [*shared, transport.name]:
         data = _table(raw, name, path)
         tables[name] = data
-        settings.update(parse_table(name, data, TableContext(path, name, raw)))
+        settings.update(parse_table(name, data, TableContext(path, name, raw, check_files)))
     run: RunSettings = settings["run"]
     home = transport.options.get("device_home")
     if home:
@@ -316,7 +320,9 @@ def available_devices(targets_dir: Path | None = None) -> list[str]:
     return sorted(p.stem for p in tdir.glob("*.toml"))
 
 
-def load_profile(name: str, targets_dir: Path | None = None) -> DeviceProfile:
+def load_profile(name: str, targets_dir: Path | None = None, *,
+                 check_files: bool = True) -> DeviceProfile:
+    """targets_dir/<name>.toml, checked whole (see parse_profile)."""
     tdir = targets_dir or default_targets_dir()
     path = tdir / f"{name}.toml"
     if not path.is_file():
@@ -325,4 +331,4 @@ def load_profile(name: str, targets_dir: Path | None = None) -> DeviceProfile:
             f"unknown device {name!r}: no {path}. Available in {tdir}: "
             f"{', '.join(names) if names else '(none)'}; add targets/{name}.toml to define it"
         )
-    return parse_profile(path)
+    return parse_profile(path, check_files=check_files)

@@ -86,6 +86,9 @@ class TableContext:
     file: Path
     table: str
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: check files the settings name on this machine (an SSH key's existence and
+    #: mode); off only for readers that need a profile's budgets, not its device
+    check_files: bool = True
 
     def where(self, key: str | None = None) -> str:
         head = f"{self.file}: [{self.table}]" if self.table else f"{self.file}:"

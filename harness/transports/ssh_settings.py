@@ -80,4 +80,5 @@ class SshSettings:
                                      f"set the board's {'address' if key == 'host' else 'login'}")
         if not self.key_file.strip():
             raise ctx.error("key_file", "empty; set the path of the private key file")
-        check_private_key_file(self.key_path, ctx.where("key_file"))
+        if ctx.check_files:
+            check_private_key_file(self.key_path, ctx.where("key_file"))

@@ -190,3 +190,14 @@ def test_fingerprint_matches_ssh_keygen(key: Path) -> None:
     listed = subprocess.run(["ssh-keygen", "-lf", str(key.parent / "k.pub")],
                             capture_output=True, text=True, check=True).stdout.split()[1]
     assert fingerprint(paramiko.PKey.from_path(str(key))) == listed == fingerprint_of_pub(pub)
+
+
+def test_budget_readers_can_skip_the_machine_dependent_key_check(tmp_path: Path) -> None:
+    """The release gate reads budgets on machines that hold no board key."""
+    path = write_profile(tmp_path, key_file=str(tmp_path / "absent"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        parse_profile(path)
+    assert parse_profile(path, check_files=False).transport_settings.host == "127.0.0.1"
+    bad = write_profile(tmp_path, key_file=str(tmp_path / "absent"), port="22")
+    with pytest.raises(ConfigError, match="port: expected an integer"):
+        parse_profile(bad, check_files=False)  # the file itself is still checked whole
