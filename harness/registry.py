@@ -184,9 +184,13 @@ class Registry:
         if not dataclasses.is_dataclass(settings):
             raise TypeError(f"settings of [{table}] must be a dataclass, not {settings!r}")
         parts = self._parts.setdefault(table, [])
-        if any(p.prefix == prefix and p.owner == owner for p in parts):
-            raise ValueError(f"[{table}] {prefix}* is registered twice")
         part = Part(table, owner, settings, prefix, help)
+        taken = {p.key_of(f.name): p.owner for p in parts for f in settings_fields(p.settings)}
+        clash = sorted(k for k in (part.key_of(f.name) for f in settings_fields(settings))
+                       if k in taken)
+        if clash:
+            raise ValueError(f"[{table}] key(s) {', '.join(clash)} of {owner} are already "
+                             f"registered by {taken[clash[0]]}")
         parts.append(part)
         return part
 
@@ -201,8 +205,10 @@ class Registry:
     def plugin(self, kind: str, name: str, *, help: str, **kw: Any) -> Callable[[Any], Any]:
         """Decorator for an implementation class (``factory``) or, with
         ``settings_of=True``, for the settings class of a lazily named factory."""
+        settings_of = kw.pop("settings_of", False)
+
         def deco(obj: Any) -> Any:
-            if kw.pop("settings_of", False):
+            if settings_of:
                 self.register(kind, name, help=help, settings=obj, **kw)
             else:
                 self.register(kind, name, help=help, factory=obj, **kw)

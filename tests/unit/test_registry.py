@@ -210,3 +210,20 @@ def test_loading_a_profile_imports_no_heavy_package(tmp_path: Path) -> None:
         mods = _imported_while_loading(name, REPO / "targets", env)
         assert "harness" in mods, mods
         assert not mods & set(HEAVY), (name, sorted(mods & set(HEAVY)))
+
+
+def test_two_owners_cannot_claim_one_key() -> None:
+    from dataclasses import dataclass
+
+    from harness.registry import Registry, setting
+
+    @dataclass(frozen=True, kw_only=True)
+    class A:
+        idle_s: float = setting(1.0, help="a")
+
+    reg = Registry()
+    reg.register_table("sensors", A, owner="one")
+    with pytest.raises(ValueError, match=r"\[sensors\] key\(s\) idle_s of two are already "
+                                         "registered by one"):
+        reg.register_table("sensors", A, owner="two")
+    reg.register_table("sensors", A, owner="three", prefix="x_")  # x_idle_s: no clash
