@@ -21,13 +21,13 @@ from typing import Any
 from harness import __version__, stats
 from harness.artifacts import LocalArtifact
 from harness.budgets import evaluate, overall, record_measurements
+from harness.device import open_device
 from harness.errors import AgentError, HarnessError, TransportError
-from harness.platforms import get_platform
 from harness.profiles import DeviceProfile, RunSettings
 from harness.record import SCHEMA_VERSION, harness_git_state, write_record
 from harness.resources import agent_source
 from harness.sensors.session import SensorSession
-from harness.transports import Transport, open_transport
+from harness.transports import Transport
 from harness.validity import ValidityBounds, assess_agent_run
 
 
@@ -46,22 +46,18 @@ class DeviceSession:
 
     def __init__(self, profile: DeviceProfile, accept_new_host_key: bool = False) -> None:
         self.profile = profile
-        self.platform = get_platform(profile)
-        self._accept_new_host_key = accept_new_host_key
-        self._transport: Transport | None = None
+        self.device = open_device(profile, accept_new_host_key=accept_new_host_key)
+        self.platform = self.device.platform
         self._agent_remote: str | None = None
         self._pushed: dict[str, str] = {}
 
     @property
     def transport(self) -> Transport:
-        if self._transport is None:
-            self._transport = open_transport(self.profile, self._accept_new_host_key)
-        return self._transport
+        """The link (a VM is booted on first use; see harness.device)."""
+        return self.device.transport
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        self.device.close()
 
     def __enter__(self) -> DeviceSession:
         return self

@@ -24,74 +24,67 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from harness.registry import TableContext, parse_settings, registry, setting
 
-from harness.errors import ConfigError
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_REPORTED_OUTLIERS = 20
 
 
-@dataclass(frozen=True)
+@registry.table("validity", owner="validity",
+                help="When a run is good enough to gate on (docs/statistics.md). min_count "
+                     "and min_duration_s default to [run]'s.")
+@dataclass(frozen=True, kw_only=True)
 class ValidityBounds:
     """Thresholds for a valid run; a profile's [validity] table overrides any of them."""
 
-    min_count: int = 50
-    min_duration_s: float = 1.0
-    max_cv: float = 0.25
-    max_p99_over_p50: float = 3.0
-    #: relative deviation of a leading block from the steady state that counts as warm-up
-    drift_tolerance: float = 0.05
-    #: at most this fraction of the timed samples may be excluded as warm-up
-    max_warmup_exclusion: float = 0.2
-    #: relative change of the median between the first and last quarter that invalidates
-    max_trend: float = 0.10
-    #: Tukey fence multiplier (on log latency) for reporting outliers
-    outlier_iqr_k: float = 3.0
-    allow_throttled: bool = True
+    min_count: int = setting(50, minimum=0, help="timed samples at least (default: [run] "
+                             "min_count)")
+    min_duration_s: float = setting(1.0, minimum=0, help="timed seconds at least (default: "
+                                    "[run] min_duration_s)")
+    max_cv: float = setting(0.25, minimum=0, help="coefficient of variation (std / mean) at "
+                            "most")
+    max_p99_over_p50: float = setting(3.0, minimum=0, help="p99 / p50 at most")
+    drift_tolerance: float = setting(0.05, minimum=0, help="relative deviation of a leading "
+                                     "block from the steady state that counts as warm-up")
+    max_warmup_exclusion: float = setting(0.2, minimum=0, help="at most this fraction of the "
+                                          "timed samples may be excluded as warm-up")
+    max_trend: float = setting(0.10, minimum=0, help="relative change of the median between "
+                               "the first and last quarter that invalidates")
+    outlier_iqr_k: float = setting(3.0, minimum=0, help="Tukey fence multiplier (on log "
+                                   "latency) for reporting outliers")
+    allow_throttled: bool = setting(True, help="whether a throttled run may be valid (also "
+                                    "settable in [sensors])")
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], where: str = "[validity]",
                      base: ValidityBounds | None = None) -> ValidityBounds:
-        """Build from a TOML table; every wrong key names itself and the allowed keys."""
-        base = base or cls()
-        known = {f.name: f.type for f in fields(cls)}
-        values = asdict(base)
-        for key, value in table.items():
-            if key not in known:
-                raise ConfigError(f"{where}: unknown key {key!r}; known: "
-                                  f"{', '.join(sorted(known))}")
-            want_bool = key == "allow_throttled"
-            if want_bool != isinstance(value, bool) or not isinstance(value, int | float):
-                kind = "true or false" if want_bool else "a number"
-                raise ConfigError(f"{where}: {key} = {value!r}: expected {kind}")
-            if not want_bool and value < 0:
-                raise ConfigError(f"{where}: {key} = {value!r} must be >= 0")
-            values[key] = int(value) if key == "min_count" else value
-        return cls(**values)
+        """Check a [validity]-shaped mapping (unknown keys, types, limits) and overlay it
+        on base; profiles are checked at load, this is for other callers."""
+        file, _, table_name = where.rpartition(": [")
+        ctx = TableContext(Path(file or "<mapping>"), table_name.rstrip("]") or "validity")
+        parsed = parse_settings(cls, table, ctx)
+        return replace(base or cls(), **{k: getattr(parsed, k) for k in table})
 
     @classmethod
     def from_profile(cls, profile: Any) -> ValidityBounds:
-        """Bounds for a DeviceProfile: [run] min_count / min_duration_s plus [validity]."""
+        """Bounds for a loaded DeviceProfile: [run] min_count / min_duration_s, then
+        the keys its [validity] table sets (checked at load; only overlaid here),
+        then [sensors] allow_throttled unless [validity] sets it."""
         run = getattr(profile, "run", None)
         base = cls()
         if run is not None:
-            base = cls(**{**asdict(base), "min_count": run.min_count,
-                          "min_duration_s": run.min_duration_s})
-        table = _profile_table(profile, "validity")
-        sensors = _profile_table(profile, "sensors")
+            base = replace(base, min_count=run.min_count, min_duration_s=run.min_duration_s)
+        table = dict(getattr(profile, "validity", None) or {})
+        sensors = getattr(profile, "sensors", None) or {}
         if "allow_throttled" in sensors and "allow_throttled" not in table:
-            table = {**table, "allow_throttled": sensors["allow_throttled"]}
-        path = getattr(profile, "path", "profile")
-        return cls.from_mapping(table, where=f"{path}: [validity]", base=base)
-
-
-def _profile_table(profile: Any, name: str) -> dict[str, Any]:
-    """An optional table the profile loader kept (DeviceProfile.sensors, ...)."""
-    attr = getattr(profile, name, None)
-    return dict(attr) if isinstance(attr, Mapping) else {}
+            table["allow_throttled"] = sensors["allow_throttled"]
+        return replace(base, **table)
 
 
 @dataclass
@@ -130,6 +123,8 @@ def detect_warmup_drift(x: np.ndarray, tolerance: float) -> dict[str, Any]:
     noise on a short block is not mistaken for drift. Returns the number of
     leading samples to exclude (0 when none).
     """
+    import numpy as np  # here, not at import: loading a profile must stay light
+
     n = x.size
     if n < 20:
         return {"detected": False, "excluded_count": 0, "block_size": None,
@@ -159,6 +154,8 @@ def detect_warmup_drift(x: np.ndarray, tolerance: float) -> dict[str, Any]:
 
 def detect_trend(x: np.ndarray) -> dict[str, Any]:
     """Relative change of the median from the first to the last quarter of the samples."""
+    import numpy as np  # here, not at import: loading a profile must stay light
+
     n = x.size
     if n < 8:
         return {"first_quarter_median_ms": None, "last_quarter_median_ms": None,
@@ -171,6 +168,8 @@ def detect_trend(x: np.ndarray) -> dict[str, Any]:
 
 def find_outliers(x: np.ndarray, k: float) -> dict[str, Any]:
     """Tukey fences on log latency (latency is right-skewed; the log makes fences symmetric)."""
+    import numpy as np  # here, not at import: loading a profile must stay light
+
     if x.size < 4 or np.any(x <= 0):
         return {"method": f"tukey-{k:g}iqr-log", "count": 0, "fraction": 0.0,
                 "high_fence_ms": None, "low_fence_ms": None, "indices": [], "values_ms": []}
@@ -197,6 +196,8 @@ def assess(samples_ms: Sequence[float], bounds: ValidityBounds | None = None, *,
     derived from the count and the bounds. Statistics for the record should
     be computed on report.kept_samples_ms (warm-up drift excluded).
     """
+    import numpy as np  # here, not at import: loading a profile must stay light
+
     bounds = bounds or ValidityBounds()
     x = np.asarray(samples_ms, dtype=float)
     n = int(x.size)

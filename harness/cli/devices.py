@@ -58,7 +58,7 @@ def _describe(name: str, path: Path, targets: Path | None, args: argparse.Namesp
     try:
         p = load_profile(name, targets)
     except HarnessError as exc:
-        return f"invalid profile {path}: {exc}", (name, "?", "?", "?", "?", "INVALID")
+        return f"INVALID: {exc}", (name, "?", "?", "?", "?", "INVALID")
     state, problem = "valid", ""
     if args.check:
         problem = check_reachable(p, args.accept_new_host_key)
@@ -72,10 +72,10 @@ def check_reachable(profile, accept_new_host_key: bool = False) -> str:  # -> ""
 
     Returns "" when the device answered, else the whole reason (never cut: the
     fix is usually at its end)."""
-    from harness.bench import DeviceSession
+    from harness.device import open_device
 
     try:
-        with DeviceSession(profile, accept_new_host_key=accept_new_host_key) as dev:
+        with open_device(profile, accept_new_host_key=accept_new_host_key) as dev:
             res = dev.transport.run(["true"], timeout_s=15)
         return "" if res.ok else f"unreachable: `true` exited {res.rc}: {res.stderr.strip()}"
     except HarnessError as exc:

@@ -62,6 +62,10 @@ def _profile(name: str, targets_dir: Path | None):  # -> DeviceProfile
             p = load_profile(cand, targets_dir)
         except UnknownDeviceError:
             continue
+        except ConfigError:
+            if cand != candidates[-1]:
+                continue  # `up pi4`: an invalid real-board pi4.toml does not hide qemu-pi4
+            raise
         if p.transport == "qemu":
             return p
     raise ConfigError(f"no QEMU device {name!r}: none of "
@@ -77,6 +81,10 @@ def _image_name(name: str, targets_dir: Path | None) -> str:
         p = load_profile(name, targets_dir)
     except UnknownDeviceError:
         return name
+    except ConfigError:
+        if name.startswith("qemu-"):
+            raise
+        return name  # `build pi4`: the image, whatever targets/pi4.toml says
     if p.transport != "qemu":
         return name
     from harness.qemu.vm import VmSettings

@@ -14,7 +14,8 @@ cumulative, so after - before is exact. Every number carries its unit in its
 field name; a sensor that fails is recorded with its error, never guessed.
 
 Profile keys used (all optional; prefixed android_ so the generic sensor
-session, which owns the other keys of these tables, leaves them to us):
+session, which owns the other keys of these tables, leaves them to us; the
+classes below register them, and the profile loader checks them):
   [conditioning] android_cooldown_max_skin_c, android_cooldown_timeout_s,
                  android_force_idle, android_taskset_mask (hex, e.g. "c0" =
                  the two Cortex-X1 on Tensor), android_screen_off,
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError, HarnessError
 from harness.platforms.base import Platform
-from harness.profiles import Section
+from harness.registry import TableContext, registry, setting
 from harness.sensors.android_memory import (
     AndroidParseError,
     parse_dumpsys_meminfo,
@@ -68,58 +69,36 @@ BENCHMARK_MODEL_CACHE = Path("~/.cache/gem-hil/android/benchmark_model")
 AGENT_PATTERN = "[g]em_agent.py"  # the bracket keeps pgrep from matching its own shell
 
 
-@dataclass(frozen=True)
+@registry.table("conditioning", owner="android platform", prefix="android_",
+                help="Android conditioning before a run (undone after it).")
+@dataclass(frozen=True, kw_only=True)
 class Conditioning:
-    cooldown_max_skin_c: float | None = None
-    cooldown_timeout_s: float = 300.0
-    force_idle: bool = False
-    taskset_mask: str | None = None
-    screen_off: bool = False
-    battery_unplug: bool = False
+    cooldown_max_skin_c: float | None = setting(
+        None, help="wait until VIRTUAL-SKIN (dumpsys thermalservice) is at most this (C)")
+    cooldown_timeout_s: float = setting(300.0, minimum=0, help="give up waiting after this")
+    force_idle: bool = setting(False, help="dumpsys deviceidle force-idle during the run")
+    taskset_mask: str | None = setting(None, help="hex CPU mask the agent is pinned to, e.g. "
+                                       "\"c0\" = CPUs 6-7", example='"c0"')
+    screen_off: bool = setting(False, help="turn the screen off during the run")
+    battery_unplug: bool = setting(False, help="dumpsys battery unplug during the run")
 
-    @classmethod
-    def from_section(cls, sec: Section) -> Conditioning:
-        mask = sec.get("android_taskset_mask", str, None)
-        if mask is not None:
+    def check(self, ctx: TableContext) -> None:
+        if self.taskset_mask is not None:
             try:
-                int(mask, 16)
+                int(self.taskset_mask, 16)
             except ValueError:
-                raise ConfigError(f"{sec.where('android_taskset_mask')}: {mask!r} is not a hex CPU "
-                                  "mask (e.g. \"c0\" for CPUs 6-7)") from None
-        c = cls(cooldown_max_skin_c=sec.get("android_cooldown_max_skin_c", float, None),
-                cooldown_timeout_s=sec.get("android_cooldown_timeout_s", float, 300.0, minimum=0),
-                force_idle=sec.get("android_force_idle", bool, False), taskset_mask=mask,
-                screen_off=sec.get("android_screen_off", bool, False),
-                battery_unplug=sec.get("android_battery_unplug", bool, False))
-        sec.reject_unknown()
-        return c
+                raise ctx.error("android_taskset_mask", f"{self.taskset_mask!r} is not a hex "
+                                "CPU mask (e.g. \"c0\" for CPUs 6-7)") from None
 
 
-@dataclass(frozen=True)
+@registry.table("sensors", owner="android platform", prefix="android_",
+                help="Android sensors sampled from the host during the run.")
+@dataclass(frozen=True, kw_only=True)
 class SensorSettings:
-    interval_s: float = 0.5
-    meminfo_every: int = 4
-    battery_current_sign: int | None = None
-
-    @classmethod
-    def from_section(cls, sec: Section) -> SensorSettings:
-        sign = sec.get("android_battery_current_sign", int, None)
-        if sign not in (None, 1, -1):
-            raise ConfigError(f"{sec.where('android_battery_current_sign')}: must be 1 or -1")
-        s = cls(interval_s=sec.get("android_interval_s", float, 0.5, minimum=0.05),
-                meminfo_every=sec.get("android_meminfo_every", int, 4, minimum=1),
-                battery_current_sign=sign)
-        sec.reject_unknown()
-        return s
-
-
-def _android_keys(profile: DeviceProfile, table: str) -> Section:
-    """The android_* keys of a [sensors]/[conditioning] table. The other keys
-    belong to the generic sensor session (harness/sensors/session.py), which
-    in turn leaves android_* keys to this module."""
-    data = getattr(profile, table)
-    return Section({k: v for k, v in data.items() if k.startswith("android_")}, profile.path,
-                   table)
+    interval_s: float = setting(0.5, minimum=0.05, help="host-side sampling period")
+    meminfo_every: int = setting(4, minimum=1, help="dumpsys meminfo every N samples")
+    battery_current_sign: int | None = setting(None, choices=(1, -1), help="+1 or -1: the "
+                                               "sign of current_now while discharging")
 
 
 class AndroidSampler:
@@ -246,8 +225,9 @@ class AndroidPlatform(Platform):
 
     def __init__(self, profile: DeviceProfile) -> None:
         super().__init__(profile)
-        self.conditioning = Conditioning.from_section(_android_keys(profile, "conditioning"))
-        self.sensor_settings = SensorSettings.from_section(_android_keys(profile, "sensors"))
+        # checked when the profile was loaded (registered below as android_* keys)
+        self.conditioning: Conditioning = profile.settings["conditioning.android"]
+        self.sensor_settings: SensorSettings = profile.settings["sensors.android"]
         self._sampler: AndroidSampler | None = None
         self._energy_before: dict[str, float] | None = None
         self._energy_t0 = 0.0

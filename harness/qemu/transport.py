@@ -31,6 +31,7 @@ from harness.qemu.vm import (
     vm_state_dir,
 )
 from harness.transports.base import CommandResult, Transport
+from harness.transports.ssh_settings import SshSettings
 
 if TYPE_CHECKING:
     from harness.profiles import DeviceProfile
@@ -44,13 +45,13 @@ _lock = threading.Lock()
 _in_use: dict[str, list] = {}
 
 
-def _ssh_to(vm: RunningVm, profile: DeviceProfile, s: VmSettings) -> SshTransport:
-    from harness.transports.ssh import SshTransport
-
-    return SshTransport(profile.name, host="127.0.0.1", user="root", key_file=vm.client_key,
-                        port=vm.port, known_hosts=vm.known_hosts, accept_new_host_key=False,
-                        connect_timeout_s=s.connect_timeout_s,
-                        command_timeout_s=s.command_timeout_s, where=str(profile.path))
+def link_settings(vm: RunningVm, s: VmSettings) -> SshSettings:
+    """How to reach the VM over SSH: its forwarded loopback port, the image's
+    client key and the host key recorded when the image was built."""
+    return SshSettings(host="127.0.0.1", user="root", key_file=str(vm.client_key), port=vm.port,
+                       known_hosts=str(vm.known_hosts), accept_new_host_key=False,
+                       connect_timeout_s=s.connect_timeout_s,
+                       command_timeout_s=s.command_timeout_s)
 
 
 class VmTransport(Transport):
@@ -116,7 +117,15 @@ class VmTransport(Transport):
 
 def _release(key: str, t: VmTransport) -> None:
     """Drop one user of the VM; the last user in the process that booted it stops it."""
-    name = t.device_name
+    def poweroff() -> None:
+        t.inner.run(["busybox", "poweroff"], timeout_s=10)
+
+    _release_vm(key, t.device_name, t.vm, t.settings, poweroff)
+    t.inner.close()
+
+
+def _release_vm(key: str, name: str, vm: RunningVm, s: VmSettings,
+                poweroff: Callable[[], None] | None) -> None:
     with _lock:
         entry = _in_use.get(key)
         last = entry is not None and entry[1] <= 1
@@ -126,12 +135,8 @@ def _release(key: str, t: VmTransport) -> None:
                 del _in_use[key]
         started_here = bool(entry and entry[2])
     if last and started_here:
-        def poweroff() -> None:
-            t.inner.run(["busybox", "poweroff"], timeout_s=10)
-
-        how = stop_vm(t.vm, grace_s=t.settings.stop_grace_s, poweroff=poweroff)
+        how = stop_vm(vm, grace_s=s.stop_grace_s, poweroff=poweroff)
         log.info("%s: VM %s", name, how)
-    t.inner.close()
 
 
 def _usable(vm: RunningVm, image: ImagePaths, profile: DeviceProfile) -> bool:
@@ -176,25 +181,33 @@ def acquire_vm(profile: DeviceProfile, owner: str = "session", image: ImagePaths
     return boot_vm(profile, image, owner=owner, state_root=state_root, settings=s), True
 
 
-def open_vm_transport(profile: DeviceProfile, state_root: Path | None = None) -> VmTransport:
-    """Boot (or reuse) the profile's VM and return a Transport into it.
+def attach(profile: DeviceProfile, s: VmSettings, state_root: Path | None = None) -> RunningVm:
+    """Boot (or reuse) the profile's VM and count this process as one more user.
 
-    The image is built first when the cache lacks it (needs root and about
-    a minute; see docs/qemu.md). close() stops the VM only if this process
-    booted it and no other transport of this process still uses it.
+    The image is built first when the cache lacks it (needs root and about a
+    minute; see docs/qemu.md). Every attach is paired with one close() of the
+    VmTransport from wrap(), or with detach() when no transport was made.
     """
-    s = VmSettings.from_profile(profile)
     key = str(vm_state_dir(profile.name, state_root))
     with _lock:
         entry = _in_use.get(key)
         if entry is not None and entry[0].alive():
             entry[1] += 1
-            vm: RunningVm = entry[0]
-        else:
-            vm, started = acquire_vm(profile, state_root=state_root)
-            _in_use[key] = [vm, 1, started]
-    inner = _ssh_to(vm, profile, s)
-    t = VmTransport(profile, vm, inner, s)
+            return entry[0]
+        vm, started = acquire_vm(profile, state_root=state_root)
+        _in_use[key] = [vm, 1, started]
+        return vm
+
+
+def detach(profile: DeviceProfile, vm: RunningVm, s: VmSettings) -> None:
+    """Undo one attach() when the link into the VM could not be made."""
+    _release_vm(str(vm.state_dir), profile.name, vm, s, poweroff=None)
+
+
+def wrap(profile: DeviceProfile, vm: RunningVm, link: SshTransport, s: VmSettings
+         ) -> VmTransport:
+    """The VM-aware transport over link, checked with one trivial command."""
+    t = VmTransport(profile, vm, link, s)
     try:
         res = t.run(["true"], timeout_s=s.connect_timeout_s + 10)
         if not res.ok:
@@ -204,3 +217,16 @@ def open_vm_transport(profile: DeviceProfile, state_root: Path | None = None) ->
         t.close()
         raise
     return t
+
+
+def open_vm_transport(profile: DeviceProfile, state_root: Path | None = None) -> VmTransport:
+    """Boot (or reuse) the profile's VM and return a Transport into it.
+
+    The assembly (VM, then the SSH link into it) lives in harness.device;
+    this is the short way for callers that want only the transport. close()
+    stops the VM only if this process booted it and no other transport of
+    this process still uses it.
+    """
+    from harness.device import open_vm_link
+
+    return open_vm_link(profile, state_root=state_root)

@@ -24,17 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError, ConnectError, TransportError
-from harness.profiles import Section
 from harness.qemu.image import ImagePaths
 from harness.qemu.recipe import default_cache_dir
+from harness.qemu.settings import DEFAULT_MEMORY_CAP_MB, VmSettings  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from harness.profiles import DeviceProfile
 
 QEMU_BINARY = "qemu-system-aarch64"
-#: what a VM may use at most unless [qemu] memory_mb says otherwise: the CI
-#: machine (24 GB, 2 cores) is shared, and the GEM suite needs far less
-DEFAULT_MEMORY_CAP_MB = 2048
 GUEST_SSH_PORT = 22
 SERIAL_TAIL_LINES = 30
 
@@ -45,42 +42,6 @@ class QemuBootError(ConnectError):
 
 class VmDiedError(TransportError):
     """The VM exited while the harness was using it."""
-
-
-@dataclass(frozen=True)
-class VmSettings:
-    """The [qemu] table of a profile (transport = "qemu"), checked."""
-
-    image: str = "pi4"
-    memory_mb: int = DEFAULT_MEMORY_CAP_MB
-    smp: int = 4
-    cpu: str = "cortex-a72"
-    boot_timeout_s: float = 240.0
-    stop_grace_s: float = 20.0
-    connect_timeout_s: float = 20.0
-    command_timeout_s: float = 900.0
-
-    @classmethod
-    def from_profile(cls, profile: DeviceProfile) -> VmSettings:
-        sec: Section = profile.transport_section()
-        ram = profile.hardware.get("ram_mb")
-        default_mem = min(int(ram), DEFAULT_MEMORY_CAP_MB) if isinstance(ram, int) \
-            else DEFAULT_MEMORY_CAP_MB
-        out = cls(
-            image=sec.get("image", str, "pi4"),
-            memory_mb=sec.get("memory_mb", int, default_mem, minimum=256),
-            smp=sec.get("smp", int, 4, minimum=1),
-            cpu=sec.get("cpu", str, "cortex-a72"),
-            boot_timeout_s=sec.get("boot_timeout_s", float, 240.0, minimum=5),
-            stop_grace_s=sec.get("stop_grace_s", float, 20.0, minimum=0),
-            connect_timeout_s=sec.get("connect_timeout_s", float, 20.0, minimum=1),
-            command_timeout_s=sec.get("command_timeout_s", float, 900.0, minimum=1),
-        )
-        sec.reject_unknown()
-        if out.smp > 8:
-            raise ConfigError(f"{sec.where('smp')}: {out.smp} vCPUs is more than the virt "
-                              "machine with this image is tested for (at most 8)")
-        return out
 
 
 def default_state_dir() -> Path:

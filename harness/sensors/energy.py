@@ -32,7 +32,6 @@ from harness.sensors.hwmon_power import (
 )
 from harness.sensors.rapl import RaplDomain, counter_delta_uj, find_rapl_domains
 from harness.sensors.reader import SysfsReader, parse_int
-from harness.stats import t_quantile
 
 POWER_KINDS = ("auto", "hwmon", "rapl", "none")
 BATCHES = 10
@@ -322,6 +321,8 @@ def energy_from_samples(plan: EnergyPlan, sysfs_samples: Mapping[str, Sequence],
     out["energy_per_inference_mj"] = net * window_s / inferences
     if se_a is not None and idle.se_mw is not None:
         se = math.sqrt(se_a**2 + idle.se_mw**2)
+        from harness.stats import t_quantile  # numpy: only when energy is computed
+
         t = t_quantile(1 - (1 - confidence) / 2, BATCHES - 1)
         out["energy_per_inference_ci_mj"] = [(net - t * se) * window_s / inferences,
                                              (net + t * se) * window_s / inferences]

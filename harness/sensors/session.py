@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError
+from harness.registry import TableContext, registry, setting
 from harness.sensors import cpufreq, thermal, vcgencmd
 from harness.sensors.cooldown import CooldownResult, cooldown
 from harness.sensors.energy import (
@@ -37,23 +39,67 @@ from harness.sensors.reader import SysfsReader, TransportSysfs
 if TYPE_CHECKING:
     from harness.transports.base import Transport
 
-#: [sensors] keys this module reads; keys starting with "android_" belong to the
-#: Android sensor modules and are not checked here.
-SENSOR_KEYS: dict[str, tuple[type, ...]] = {
-    "power": (str,), "hwmon_chip": (str,), "hwmon_label": (str,), "hwmon_index": (int,),
-    "thermal_zone": (str,), "vcgencmd": (bool, str), "idle_s": (int, float),
-    "idle_interval_s": (int, float), "sample_interval_ms": (int,),
-    "cooldown_below_c": (int, float), "cooldown_timeout_s": (int, float),
-    "cooldown_poll_s": (int, float), "allow_throttled": (bool,), "sysfs_root": (str,),
-}
-CONDITIONING_KEYS: dict[str, tuple[type, ...]] = {
-    "governor": (str,), "restore_governor": (bool,), "cpus": (list,),
-}
+@registry.table("sensors", owner="the sensor session",
+                help="Energy, thermal and sampling settings (harness/sensors/session.py); "
+                     "keys starting with android_ belong to the android platform.")
+@dataclass(frozen=True, kw_only=True)
+class SensorSettings:
+    """The generic keys of [sensors] (android_* keys are the Android platform's)."""
+
+    power: str = setting("auto", choices=POWER_KINDS, help="energy source: an INA2xx hwmon "
+                         "monitor, else RAPL (auto), insist on one, or none")
+    hwmon_chip: str | None = setting(None, help="hwmon chip name to use, e.g. \"ina219\"")
+    hwmon_label: str | None = setting(None, help="hwmon label to pick among several monitors")
+    hwmon_index: int = setting(0, minimum=0, help="which of several matching monitors")
+    thermal_zone: str | None = setting(None, help="thermal zone type or thermal_zoneN name "
+                                       "(default: the CPU zone)")
+    vcgencmd: bool | str = setting("auto", help="read `vcgencmd get_throttled` (Raspberry "
+                                   "Pi): true, false or \"auto\" (Linux boards)")
+    idle_s: float = setting(2.0, minimum=0, help="idle power baseline before the run")
+    idle_interval_s: float = setting(0.1, minimum=0.001, help="idle baseline sampling period")
+    sample_interval_ms: int = setting(50, minimum=1, help="the agent's sysfs sampling period")
+    cooldown_below_c: float | None = setting(None, help="wait before the run until the zone "
+                                             "is below this temperature (C)")
+    cooldown_timeout_s: float = setting(120.0, minimum=0, help="give up cooling after this")
+    cooldown_poll_s: float = setting(2.0, minimum=0.01, help="temperature poll period")
+    allow_throttled: bool | None = setting(None, help="like [validity] allow_throttled "
+                                           "(which wins when both are set)")
+    sysfs_root: str = setting("/", help="where the device's /sys is read from (tests)")
+
+    def check(self, ctx: TableContext) -> None:
+        if isinstance(self.vcgencmd, str) and self.vcgencmd != "auto":
+            raise ctx.error("vcgencmd", f"{self.vcgencmd!r}: expected true, false or \"auto\"")
+
+    def as_config(self) -> dict[str, Any]:
+        """The set values as the mapping the session and energy planner read."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@registry.table("conditioning", owner="the sensor session",
+                help="Linux conditioning before a run (undone after it unless told not to).")
+@dataclass(frozen=True, kw_only=True)
+class ConditioningSettings:
+    """The generic keys of [conditioning] (android_* keys are the Android platform's)."""
+
+    governor: str | None = setting(None, help="cpufreq governor for the run, e.g. "
+                                   "\"performance\"")
+    restore_governor: bool = setting(True, help="put the previous governor back afterwards")
+    cpus: list[int] | None = setting(None, help="CPU numbers the agent is pinned to "
+                                     "(taskset), e.g. [2, 3]", example="[2, 3]")
+
+    def check(self, ctx: TableContext) -> None:
+        if self.cpus is not None and (not self.cpus or any(c < 0 for c in self.cpus)):
+            raise ctx.error("cpus", f"{self.cpus!r}: expected a non-empty list of CPU numbers, "
+                                    "e.g. cpus = [2, 3]")
+
+    def as_config(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def check_table(table: Mapping[str, Any], known: Mapping[str, tuple[type, ...]],
                 where: str, ignore_prefix: str | None = None) -> dict[str, Any]:
-    """Type-check a profile table; errors name the file, table and key."""
+    """Type-check a table against {key: types} (a helper for ad-hoc tables;
+    profiles are checked through the registry when they are loaded)."""
     for key, value in table.items():
         if ignore_prefix and key.startswith(ignore_prefix):
             continue
@@ -73,22 +119,19 @@ def check_table(table: Mapping[str, Any], known: Mapping[str, tuple[type, ...]],
         raise ConfigError(f"{where}: cpus = {cpus!r}: expected a non-empty list of CPU numbers, "
                           "e.g. cpus = [2, 3]")
     power = table.get("power", "auto")
-    if power not in POWER_KINDS and not str(power).startswith("android"):
+    if power not in POWER_KINDS:
         raise ConfigError(f"{where}: power = {power!r}: expected one of "
                           f"{', '.join(POWER_KINDS)}")
     return dict(table)
 
 
 def profile_tables(profile: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The profile's [sensors] and [conditioning] tables (attribute, else its TOML file)."""
-    from harness.validity import _profile_table
-
-    where = str(getattr(profile, "path", "profile"))
-    sensors = check_table(_profile_table(profile, "sensors"), SENSOR_KEYS,
-                          f"{where}: [sensors]", ignore_prefix="android_")
-    cond = check_table(_profile_table(profile, "conditioning"), CONDITIONING_KEYS,
-                       f"{where}: [conditioning]", ignore_prefix="android_")
-    return sensors, cond
+    """The generic [sensors] and [conditioning] settings of a loaded profile, as
+    mappings of the set values (checked when the profile was loaded)."""
+    settings = getattr(profile, "settings", None) or {}
+    sensors = settings.get("sensors") or SensorSettings()
+    cond = settings.get("conditioning") or ConditioningSettings()
+    return sensors.as_config(), cond.as_config()
 
 
 class SensorSession:
@@ -121,6 +164,7 @@ class SensorSession:
 
     @classmethod
     def for_profile(cls, profile: Any, transport: Transport) -> SensorSession:
+        """From the profile's [sensors]/[conditioning] settings, checked at load."""
         sensors, cond = profile_tables(profile)
         root = str(sensors.get("sysfs_root", "/"))
         return cls(TransportSysfs(transport, root=root), transport, sensors, cond,

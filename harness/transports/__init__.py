@@ -1,15 +1,24 @@
 """Transports: how bytes and commands reach a device. One module per transport.
 
-open_transport() is the single place that maps a profile's `transport` key to
-a class, so adding a transport is adding a module and a line here. Optional
-transports are imported lazily: a user without adb-shell can still use SSH.
+Each transport registers its name and the typed settings of its profile table
+in harness.registry; open_transport() resolves a profile's `transport` key
+there, so adding a transport is adding a module and its registration, with
+no list here to keep in step. Implementations are named by "module:attr" and
+imported only when a device is opened: a user without adb-shell can still use
+SSH, and loading a `local` profile never imports paramiko.
+
+This layer knows links only. A device that must be started first (the QEMU
+VM) is a "machine" in the registry; harness.device.open_device boots it and
+then opens the link the machine names.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.errors import ConfigError
+from harness.registry import registry
 from harness.transports.base import CommandResult, PushResult, Transport
 
 if TYPE_CHECKING:
@@ -18,25 +27,28 @@ if TYPE_CHECKING:
 __all__ = ["CommandResult", "PushResult", "Transport", "open_transport"]
 
 
+@registry.plugin("transport", "local", settings_of=True,
+                 factory="harness.transports:open_local",
+                 help="this host through subprocesses (the embedded default device); device "
+                      "paths resolve under a private folder ($GEM_HIL_LOCAL_HOME, default "
+                      "~/.cache/gem-hil/local-device)")
+@dataclass(frozen=True, kw_only=True)
+class LocalSettings:
+    """The [local] table: it takes no keys today (the table may be omitted)."""
+
+
+def open_local(profile: DeviceProfile, accept_new_host_key: bool = False) -> Transport:
+    """The `local` link (host keys do not apply)."""
+    from harness.transports.local import LocalTransport
+
+    return LocalTransport(profile.name)
+
+
 def open_transport(profile: DeviceProfile, accept_new_host_key: bool = False) -> Transport:
-    kind = profile.transport
-    if kind == "local":
-        from harness.transports.local import LocalTransport
-
-        return LocalTransport(profile.name)
-    if kind == "ssh":
-        from harness.transports.ssh import SshTransport
-
-        return SshTransport.from_profile(profile, accept_new_host_key=accept_new_host_key)
-    if kind == "adb":
-        try:
-            from harness.transports.adb import AdbTransport
-        except ImportError as exc:
-            raise ConfigError(f"{profile.path}: transport 'adb' needs the adb-shell package "
-                              f"({exc}); install it with: pip install 'gem-hil[adb]'") from None
-        return AdbTransport.from_profile(profile)
-    if kind == "qemu":
-        from harness.qemu import open_vm_transport
-
-        return open_vm_transport(profile)
-    raise ConfigError(f"{profile.path}: transport {kind!r} has no implementation")
+    """The link to a device that is already running, from its checked settings."""
+    plugin = registry.get("transport", profile.transport)
+    if plugin.options.get("machine"):
+        raise ConfigError(f"{profile.path}: transport = {profile.transport!r} starts a machine "
+                          f"first ({plugin.help}); open it with harness.device.open_device()")
+    opener = plugin.load()
+    return opener(profile, accept_new_host_key=accept_new_host_key)

@@ -37,7 +37,6 @@ import struct
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -58,7 +57,12 @@ from harness.errors import (
     TransferError,
     TransportError,
 )
-from harness.profiles import Section
+from harness.transports.adb_settings import (  # noqa: F401  (re-exported for callers)
+    DEFAULT_KEY_PATH,
+    DEFAULT_PORT,
+    AdbSettings,
+)
+from harness.transports.adb_settings import split_address as _split_address
 from harness.transports.base import (
     CommandResult,
     Transport,
@@ -72,8 +76,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DEFAULT_KEY_PATH = Path("~/.android/adbkey")
-DEFAULT_PORT = 5555
 #: Errors that mean the link itself is gone or desynchronised (not a command failure).
 LINK_ERRORS: tuple[type[BaseException], ...] = (
     OSError, EOFError, adb_exc.TcpTimeoutException, adb_exc.AdbConnectionError,
@@ -145,52 +147,6 @@ class GuardedTcpTransport(TcpTransport):
         return sent
 
 
-@dataclass(frozen=True)
-class AdbSettings:
-    """The [adb] table of a profile."""
-
-    address: str | None  # host:port for `adb tcpip` devices
-    serial: str | None  # USB serial number
-    key_path: Path
-    connect_timeout_s: float = 10.0
-    auth_timeout_s: float = 30.0
-    io_timeout_s: float = 15.0
-    reconnect_attempts: int = 5
-    reconnect_backoff_s: float = 1.0
-    shell_protocol: str = "auto"  # auto | v2 | legacy
-
-    @classmethod
-    def from_section(cls, sec: Section) -> AdbSettings:
-        address = sec.get("address", str, None)
-        serial = sec.get("serial", str, None)
-        if bool(address) == bool(serial):
-            raise ConfigError(f"{sec.where('address')}: set exactly one of address = "
-                              "\"host:port\" (adb tcpip) or serial = \"...\" (USB; see "
-                              "`adb devices`)")
-        if address:
-            _split_address(address, sec.where("address"))
-        key = Path(sec.get("key_path", str, str(DEFAULT_KEY_PATH))).expanduser()
-        s = cls(address=address, serial=serial, key_path=key,
-                connect_timeout_s=sec.get("connect_timeout_s", float, 10.0, minimum=0.1),
-                auth_timeout_s=sec.get("auth_timeout_s", float, 30.0, minimum=0.1),
-                io_timeout_s=sec.get("io_timeout_s", float, 15.0, minimum=0.1),
-                reconnect_attempts=sec.get("reconnect_attempts", int, 5, minimum=1),
-                reconnect_backoff_s=sec.get("reconnect_backoff_s", float, 1.0, minimum=0.0),
-                shell_protocol=sec.get("shell_protocol", str, "auto",
-                                       choices=("auto", "v2", "legacy")))
-        sec.reject_unknown()
-        return s
-
-
-def _split_address(address: str, where: str) -> tuple[str, int]:
-    host, sep, port_s = address.rpartition(":")
-    if not sep:
-        return address, DEFAULT_PORT
-    if not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
-        raise ConfigError(f"{where}: {address!r} is not host:port (e.g. 192.168.1.23:5555)")
-    return host, int(port_s)
-
-
 def ensure_adb_key(key_path: Path) -> Path:
     """Create the adbkey pair on first use (private key 0600), or check it.
 
@@ -239,8 +195,14 @@ class AdbTransport(Transport):
         self.reconnects = 0
 
     @classmethod
-    def from_profile(cls, profile: DeviceProfile) -> AdbTransport:
-        settings = AdbSettings.from_section(profile.transport_section())
+    def from_profile(cls, profile: DeviceProfile, accept_new_host_key: bool = False
+                     ) -> AdbTransport:
+        """Connect with the profile's [adb] settings, checked when it was loaded.
+        (accept_new_host_key: ADB has no host keys; the phone accepts ours.)"""
+        settings = profile.transport_settings
+        if not isinstance(settings, AdbSettings):
+            raise ConfigError(f"{profile.path}: transport = {profile.transport!r} has no [adb] "
+                              "settings")
         t = cls(profile.name, settings)
         t.connect()
         return t

@@ -43,7 +43,6 @@ import re
 import select
 import shlex
 import socket
-import stat
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -67,6 +66,7 @@ from harness.transports.base import (
     parse_sha256sum,
     safe_local_name,
 )
+from harness.transports.ssh_settings import SshSettings, check_private_key_file
 
 if TYPE_CHECKING:
     from harness.profiles import DeviceProfile
@@ -201,26 +201,23 @@ class SshTransport(Transport):
     @classmethod
     def from_profile(cls, profile: DeviceProfile,
                      accept_new_host_key: bool = False) -> SshTransport:
-        """Build from the profile's [ssh] table (errors name the file and key)."""
-        sec = profile.transport_section()
-        host = sec.get("host", str)
-        port = sec.get("port", int, 22, minimum=1)
-        if port > 65535:
-            raise ConfigError(f"{sec.where('port')}: {port} is not a TCP port (1-65535)")
-        user = sec.get("user", str)
-        key_file = sec.get("key_file", str)
-        known_hosts = sec.get("known_hosts", str, "~/.ssh/known_hosts")
-        accept = sec.get("accept_new_host_key", bool, False)
-        connect_timeout = sec.get("connect_timeout_s", float, 10.0, minimum=0.1)
-        command_timeout = sec.get("command_timeout_s", float, 300.0, minimum=0.1)
-        keepalive = sec.get("keepalive_s", float, 15.0, minimum=0)
-        sec.reject_unknown()
-        if not host.strip():
-            raise ConfigError(f"{sec.where('host')}: empty; set the board's address")
-        return cls(profile.name, host=host, port=port, user=user, key_file=Path(key_file),
-                   known_hosts=Path(known_hosts), accept_new_host_key=accept or accept_new_host_key,
-                   connect_timeout_s=connect_timeout, command_timeout_s=command_timeout,
-                   keepalive_s=keepalive, where=str(profile.path))
+        """Build from the profile's [ssh] settings, checked when the profile was loaded."""
+        s = profile.transport_settings
+        if not isinstance(s, SshSettings):
+            raise ConfigError(f"{profile.path}: transport = {profile.transport!r} has no [ssh] "
+                              "settings; use harness.device.open_device for this device")
+        return cls.from_settings(profile.name, s, where=str(profile.path),
+                                 accept_new_host_key=accept_new_host_key)
+
+    @classmethod
+    def from_settings(cls, device_name: str, s: SshSettings, where: str | None = None,
+                      accept_new_host_key: bool = False) -> SshTransport:
+        """Build from checked settings (a profile's [ssh], or a VM's link)."""
+        return cls(device_name, host=s.host, port=s.port, user=s.user, key_file=s.key_path,
+                   known_hosts=s.known_hosts_path,
+                   accept_new_host_key=s.accept_new_host_key or accept_new_host_key,
+                   connect_timeout_s=s.connect_timeout_s, command_timeout_s=s.command_timeout_s,
+                   keepalive_s=s.keepalive_s, where=where)
 
     # -- connection -------------------------------------------------------
 
@@ -637,20 +634,7 @@ def tune_socket(sock: socket.socket, keepalive_s: float) -> None:
 
 def load_private_key(path: Path, where: str) -> paramiko.PKey:
     """Read the client key, refusing files others can read (as ssh does)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: {path} does not exist; create a key with "
-                          f"ssh-keygen -t ed25519 -f {path} and install {path}.pub on the "
-                          "board (ssh-copy-id)") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{where}: {path} is not a regular file")
-    if st.st_mode & 0o077:
-        raise ConfigError(f"{where}: {path} is accessible by others (mode "
-                          f"{stat.S_IMODE(st.st_mode):04o}); a private key must be private: "
-                          f"chmod 600 {path}")
+    check_private_key_file(path, where)  # also done at profile load; the file may change
     try:
         return paramiko.PKey.from_path(str(path))
     except (paramiko.PasswordRequiredException, TypeError):

@@ -86,12 +86,25 @@ def test_cli_bench_json_prints_a_valid_record(tmp_path):
     assert [json.loads(p.read_text())["record_id"] for p in written] == [rec["record_id"]]
 
 
-def test_cli_devices_lists_every_profile(tmp_path):
+def test_cli_devices_lists_every_profile(tmp_path, monkeypatch):
+    """Every shipped profile is listed; the two whose platform has no
+    implementation yet are marked invalid, with the loader's message."""
+    from tests.support.sshd_board import write_ed25519_key
+
+    home = tmp_path / "home"  # the keys the shipped SSH profiles name, so only those two fail
+    (home / ".ssh").mkdir(parents=True)
+    for key in ("id_ed25519", "gem-hil-board"):
+        write_ed25519_key(home / ".ssh" / key)
+    monkeypatch.setenv("HOME", str(home))
     res = run([sys.executable, "-m", "harness.cli", "devices"], tmp_path)
-    assert res.returncode == 0, res.stderr
-    names = {line.split()[0] for line in res.stdout.splitlines()[2:]}
+    rows = {line.split()[0]: line for line in res.stdout.splitlines()[2:]}
     expected = {p.stem for p in (REPO / "targets").glob("*.toml")}
-    assert names == expected
+    assert set(rows) == expected
+    invalid = {name for name, row in rows.items() if row.rstrip().endswith("INVALID")}
+    assert invalid == {"iphone13", "rk3588-npu"}, res.stdout + res.stderr
+    assert "platform = 'ios-mac': no implementation of platform 'ios-mac'" in res.stderr
+    assert "platform = 'npu': no implementation of platform 'npu'" in res.stderr
+    assert res.returncode == 0  # a plain listing reports; naming devices makes it strict
 
 
 def test_cli_devices_check_reports_reachable_and_not(tmp_path):

@@ -235,7 +235,7 @@ def test_profile_tables_are_checked(tmp_path):
     prof = tmp_path / "dev.toml"
     prof.write_text('name = "dev"\ntransport = "local"\nplatform = "linux"\n'
                     'runtime = "onnxruntime"\n'
-                    '[sensors]\npower = "hwmon"\nhwmon_chip = "ina219"\nandroid_odpm = true\n'
+                    '[sensors]\npower = "hwmon"\nhwmon_chip = "ina219"\nandroid_interval_s = 0.5\n'
                     '[conditioning]\ngovernor = "performance"\n')
     from harness.profiles import parse_profile
 

@@ -64,35 +64,65 @@ def test_command_line_opt_in_overrides_profile(key: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(("change", "expected"), [
-    ({"host": None}, "[ssh] host: missing"),
-    ({"user": None}, "[ssh] user: missing"),
-    ({"port": "22"}, "[ssh] port: expected an integer"),
-    ({"port": 70000}, "[ssh] port: 70000 is not a TCP port"),
-    ({"connect_timeout_s": 0}, "[ssh] connect_timeout_s: 0.0 is below the minimum"),
-    ({"hostname": "x"}, "unknown key(s) hostname"),
+    ({"host": None}, "[ssh] host: missing; expected a string: the board's address or DNS "
+                     'name. Add host = "pi4.lan" to [ssh]'),
+    ({"user": None}, "[ssh] user: missing; expected a string"),
+    ({"key_file": None}, "[ssh] key_file: missing; expected a string"),
+    ({"port": "22"}, '[ssh] port: expected an integer, got "22" (a string); write it like '
+                     "port = 22"),
+    ({"port": 70000}, "[ssh] port: 70000 is above the maximum 65535"),
+    ({"port": 0}, "[ssh] port: 0 is below the minimum 1"),
+    ({"connect_timeout_s": 0}, "[ssh] connect_timeout_s: 0.0 is below the minimum 0.1"),
+    ({"accept_new_host_key": "yes"}, "[ssh] accept_new_host_key: expected true or false"),
+    ({"host": ""}, "[ssh] host: '' is empty or has spaces"),
+    ({"hostname": "x"}, "[ssh] unknown key(s) hostname (did you mean host?); known keys: "
+                        "accept_new_host_key, command_timeout_s"),
+    # a misspelt key is reported as what it is, not as the key it was meant to be
+    ({"host": None, "hostname": "x"}, "[ssh] unknown key(s) hostname (did you mean host?)"),
 ])
-def test_bad_ssh_table_names_file_and_key(key: Path, tmp_path: Path, change: dict,
-                                          expected: str) -> None:
-    path = write_profile(tmp_path, key_file=str(key), **change)
+def test_bad_ssh_table_fails_at_load_naming_file_and_key(key: Path, tmp_path: Path,
+                                                          change: dict, expected: str) -> None:
+    path = write_profile(tmp_path, **{"key_file": str(key), **change})
     with pytest.raises(ConfigError) as exc:
-        SshTransport.from_profile(parse_profile(path))
-    assert str(path) in str(exc.value)
+        parse_profile(path)  # at load: nothing built, nothing pushed
+    assert str(exc.value).startswith(f"{path}: ")
     assert expected in str(exc.value)
+    assert "missing" not in str(exc.value) or "hostname" not in change
 
 
-def test_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+def test_key_readable_by_others_is_refused_at_load(tmp_path: Path) -> None:
     key = tmp_path / "id_open"
     write_ed25519_key(key, mode=0o644)
+    path = write_profile(tmp_path, key_file=str(key))
     with pytest.raises(ConfigError) as exc:
-        SshTransport.from_profile(parse_profile(write_profile(tmp_path, key_file=str(key))))
+        parse_profile(path)
     msg = str(exc.value)
-    assert f"chmod 600 {key}" in msg and "0644" in msg and "[ssh] key_file" in msg
+    assert msg.startswith(f"{path}: [ssh] key_file: {key} is accessible by others (mode 0644)")
+    assert f"chmod 600 {key}" in msg
 
 
-def test_missing_key_file_says_how_to_make_one(tmp_path: Path) -> None:
+def test_missing_key_file_is_refused_at_load_and_says_how_to_make_one(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
-    with pytest.raises(ConfigError, match=r"does not exist; create a key with ssh-keygen"):
-        SshTransport.from_profile(parse_profile(write_profile(tmp_path, key_file=str(missing))))
+    path = write_profile(tmp_path, key_file=str(missing))
+    with pytest.raises(ConfigError) as exc:
+        parse_profile(path)
+    assert str(exc.value).startswith(f"{path}: [ssh] key_file: {missing} does not exist; "
+                                     f"create a key with ssh-keygen -t ed25519 -N '' -f {missing}")
+
+
+def test_key_that_is_a_folder_is_refused_at_load(tmp_path: Path) -> None:
+    path = write_profile(tmp_path, key_file=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"\[ssh\] key_file: .* is not a regular file"):
+        parse_profile(path)
+
+
+def test_from_profile_uses_the_checked_settings(key: Path, tmp_path: Path) -> None:
+    prof = parse_profile(write_profile(tmp_path, key_file=str(key), port=2222,
+                                       keepalive_s=0))
+    s = prof.transport_settings
+    assert (s.host, s.port, s.keepalive_s) == ("127.0.0.1", 2222, 0.0)
+    t = SshTransport.from_profile(prof)
+    assert (t.port, t.keepalive_s, t.where) == (2222, 0.0, str(prof.path))
 
 
 def test_passphrase_key_is_refused_without_prompting(tmp_path: Path) -> None:
@@ -160,3 +190,14 @@ def test_fingerprint_matches_ssh_keygen(key: Path) -> None:
     listed = subprocess.run(["ssh-keygen", "-lf", str(key.parent / "k.pub")],
                             capture_output=True, text=True, check=True).stdout.split()[1]
     assert fingerprint(paramiko.PKey.from_path(str(key))) == listed == fingerprint_of_pub(pub)
+
+
+def test_budget_readers_can_skip_the_machine_dependent_key_check(tmp_path: Path) -> None:
+    """The release gate reads budgets on machines that hold no board key."""
+    path = write_profile(tmp_path, key_file=str(tmp_path / "absent"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        parse_profile(path)
+    assert parse_profile(path, check_files=False).transport_settings.host == "127.0.0.1"
+    bad = write_profile(tmp_path, key_file=str(tmp_path / "absent"), port="22")
+    with pytest.raises(ConfigError, match="port: expected an integer"):
+        parse_profile(bad, check_files=False)  # the file itself is still checked whole
