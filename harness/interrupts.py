@@ -78,6 +78,19 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _install(handler) -> dict:
+    """Set handler for the stop signals; return the old ones to restore.
+
+    A handler installed outside Python (getsignal gives None) cannot be put
+    back, so that signal is left alone.
+    """
+    old = {}
+    for s in STOP_SIGNALS:
+        if signal.getsignal(s) is not None:
+            old[s] = signal.signal(s, handler)
+    return old
+
+
 @contextlib.contextmanager
 def signals_as_exceptions(stream=None) -> Iterator[None]:
     """Inside: SIGINT and SIGTERM raise Interrupted; the old handlers come back after.
@@ -109,7 +122,7 @@ def signals_as_exceptions(stream=None) -> Iterator[None]:
         print(f"gem-hil: {signal_name(signum)} again: still stopping the run and cleaning up "
               "the device (bounded); send it once more to exit at once", file=out, flush=True)
 
-    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    old = _install(handler)
     try:
         yield
     finally:
@@ -134,7 +147,7 @@ def deferred() -> Iterator[None]:
     def hold(signum: int, frame: FrameType | None) -> None:
         pending.append(signum)
 
-    old = {s: signal.signal(s, hold) for s in STOP_SIGNALS}
+    old = _install(hold)
     try:
         yield
     finally:

@@ -211,11 +211,11 @@ class HarnessWatchdog(threading.Thread):
     nobody is left to read a record.
     """
 
-    def __init__(self, on_gone, period_s: float = WATCHDOG_PERIOD_S) -> None:
+    def __init__(self, on_gone, ppid: int, period_s: float = WATCHDOG_PERIOD_S) -> None:
         super().__init__(daemon=True, name="gem-agent-watchdog")
         self.on_gone = on_gone
         self.period_s = period_s
-        self.ppid = os.getppid()
+        self.ppid = ppid
         try:
             mode = os.fstat(0).st_mode
             self.watch_stdin = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
@@ -609,6 +609,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    ppid = os.getppid()  # first thing: the parent that started us, for the watchdog
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = parse_args(argv)
@@ -626,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         if lease is not None:
             lease.write()
         if args.watchdog_stdin:
-            HarnessWatchdog(harness_gone(lease)).start()
+            HarnessWatchdog(harness_gone(lease), ppid).start()
         emit(run_benchmark(args))
         return EXIT_OK
     except AgentFailure as exc:
