@@ -87,6 +87,8 @@ MAX_PACKET_BYTES = 1 << 15
 SFTP_REQUEST_BYTES = 255 * 1024
 #: How long a killed command gets between SIGTERM and SIGKILL on the device.
 KILL_GRACE_S = 2.0
+#: After the shell is gone, how long the rest of its process group gets before SIGKILL.
+GROUP_GRACE_S = 0.5
 #: How long an interrupted command's PID line is waited for before giving up on it.
 PID_WAIT_S = 2.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -462,9 +464,13 @@ class SshTransport(Transport):
             return "closed the channel (no PID reported, the command may live on)"
         # Wait on the shell's own PID, not the group: sshd reaps the shell
         # at once, while orphaned children may linger as zombies (kill -0
-        # succeeds on those) until PID 1 reaps them. Then SIGKILL the group.
+        # succeeds on those) until PID 1 reaps them. The shell dies at once
+        # on SIGTERM, though, so the rest of the group (the agent, tidying its
+        # lease) gets up to GROUP_GRACE_S more before SIGKILL ends the group.
         script = (f"kill -TERM -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; i=0; "
                   f"while kill -0 {pid} 2>/dev/null && [ $i -lt {int(KILL_GRACE_S * 10)} ]; "
+                  f"do sleep 0.1; i=$((i+1)); done; i=0; "
+                  f"while kill -0 -{pid} 2>/dev/null && [ $i -lt {int(GROUP_GRACE_S * 10)} ]; "
                   f"do sleep 0.1; i=$((i+1)); done; kill -KILL -{pid} 2>/dev/null; "
                   f"kill -0 {pid} 2>/dev/null && echo alive || echo gone")
         try:

@@ -46,6 +46,10 @@ LONG_RUN = {"min_duration_s": 60.0, "max_duration_s": 120.0, "max_count": 100_00
 #: A quick run for "the next run is unaffected".
 SHORT_RUN = {"min_duration_s": 0.5, "max_duration_s": 10.0, "max_count": 20_000,
              "min_count": 30, "warmup_count": 3, "timeout_s": 300.0}
+#: This host is shared and noisy: the "next run passes" checks are about the device
+#: being free and the run completing, not about how quiet the machine is today.
+LENIENT_VALIDITY = {"max_cv": 100.0, "max_p99_over_p50": 1000.0, "max_trend": 100.0,
+                    "max_warmup_exclusion": 1.0}
 #: Building the artifact (first use of the cache) and starting the agent.
 AGENT_START_TIMEOUT_S = 240.0
 #: A stopped harness must be gone this fast (SSH kill: TERM, up to 2 s grace, KILL).
@@ -182,6 +186,8 @@ def only_record(report_dir: Path) -> dict:
 
 def short_run_passes(dev: Device, tmp_path: Path, tag: str) -> dict:
     targets = dev.make_targets(tmp_path / f"targets-{tag}", SHORT_RUN)
+    (profile,) = targets.glob("*.toml")
+    profile.write_text(set_toml_keys(profile.read_text(), "validity", LENIENT_VALIDITY))
     reports = tmp_path / f"reports-{tag}"
     with harness(dev, targets, reports) as h:
         rc, out, err = h.finish(timeout=600)
@@ -300,3 +306,57 @@ def test_next_run_ends_a_stale_agent_before_it_starts(device: Device, tmp_path: 
                                 f"{stale_pid} ") for n in notes), notes
     finally:
         release()
+
+
+def _sshd_sessions(master: int) -> list[int]:
+    """The sshd processes serving connections of this board (not the agent below them)."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        names[pid] = stat[stat.index("(") + 1:stat.rindex(")")]
+        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(pid)
+    found, todo = [], list(children.get(master, []))
+    while todo:
+        pid = todo.pop()
+        if names.get(pid, "").startswith("sshd"):
+            found.append(pid)
+            todo += children.get(pid, [])
+    return found
+
+
+def test_dropped_ssh_session_leaves_no_agent(sshd_board: SshdBoard, tmp_path: Path) -> None:
+    """The board's end of the connection dies mid-run (as when the link drops and
+    sshd gives up on it): the harness reports a transport failure with a record, and
+    the agent, whose stdin was that connection's channel, stops itself."""
+    workdir = f"gem-hil-interrupts-{uuid.uuid4().hex[:8]}"
+    dev = Device("ssh-board", workdir, sshd_board.home, dict(os.environ),
+                 lambda dest, run: sshd_board.make_targets_dir(dest, workdir=workdir, **run))
+    reports = tmp_path / "reports"
+    try:
+        with harness(dev, dev.make_targets(tmp_path / "targets", LONG_RUN), reports) as h:
+            wait_for(dev.agent_pids, AGENT_START_TIMEOUT_S, "the agent started", h.proc)
+            master = int(sshd_board.pid_file.read_text())
+            sessions = _sshd_sessions(master)
+            assert sessions, "no sshd session process found for the harness's connection"
+            for pid in sessions:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            t0 = time.monotonic()
+            limit = WATCHDOG_PERIOD_S + 3.0
+            wait_for(lambda: not dev.agent_pids(), limit, "the agent stopped itself")
+            assert time.monotonic() - t0 < limit
+            rc, _out, err = h.finish(timeout=EXIT_TIMEOUT_S)
+        assert rc == 3, err
+        assert "Traceback" not in err, err
+        rec = only_record(reports)
+        assert schema_errors(rec) == [] and rec["error"]["kind"] == "transport"
+    finally:
+        dev.kill_agents()
+        shutil.rmtree(dev.home / workdir, ignore_errors=True)
