@@ -34,5 +34,15 @@ class LinuxPlatform(Platform):
                 "--pid-file", lease_path(agent_remote), *args]
 
     def stale_agent_argv(self, agent_remote: str) -> list[str] | None:
-        return [self.profile.run.python, agent_remote, "--stop-stale",
-                "--pid-file", lease_path(agent_remote)]
+        # no lease (the last agent ended cleanly): answer from the shell, so the
+        # common case costs no interpreter start on the device
+        return ["sh", "-c", _STALE_SCRIPT, "sh", lease_path(agent_remote), self.profile.run.python,
+                agent_remote]
+
+
+#: $1 = lease, $2 = python, $3 = agent. Prints the agent's --stop-stale JSON line.
+_STALE_SCRIPT = r"""if [ ! -e "$1" ]; then
+  echo '{"ok": true, "mode": "stop_stale", "ended": [], "notes": []}'; exit 0
+fi
+exec "$2" "$3" --stop-stale --pid-file "$1"
+"""
