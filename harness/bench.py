@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import __version__, stats
+from harness import __version__, interrupts, stats
 from harness.artifacts import LocalArtifact
 from harness.budgets import evaluate, overall, record_measurements
 from harness.device import open_device
@@ -29,6 +29,9 @@ from harness.resources import agent_source
 from harness.sensors.session import SensorSession
 from harness.transports import Transport
 from harness.validity import ValidityBounds, assess_agent_run
+
+#: The stale-agent check starts an interpreter and may wait out a SIGTERM grace.
+STALE_CHECK_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -50,6 +53,7 @@ class DeviceSession:
         self.platform = self.device.platform
         self._agent_remote: str | None = None
         self._pushed: dict[str, str] = {}
+        self._stale_checked = False
 
     @property
     def transport(self) -> Transport:
@@ -101,7 +105,12 @@ class DeviceSession:
         """Run one benchmark and write its record, even when the run fails.
 
         Raises AgentError / TransportError after the failure record is written.
-        Conditioning is undone and sensors are closed whatever happens.
+        An interruption (Ctrl-C; SIGTERM under harness.interrupts) is recorded
+        the same way (error kind "interrupted") and then re-raised, with the
+        record's path as a note; the transport has already stopped the agent.
+        Conditioning is undone and sensors are closed whatever happens, and a
+        signal arriving during that and the record write waits until the record
+        is on disk, so nothing measured is lost.
         """
         settings = settings or self.profile.run
         t_start = time.perf_counter()
@@ -111,21 +120,31 @@ class DeviceSession:
             self._run_agent(artifact, settings, run)
         except HarnessError as exc:
             run.failure = exc
-        finally:
+        except KeyboardInterrupt as exc:  # interrupts.Interrupted is one too
+            run.interrupted = exc
+            exc.during = f"{run.stage} on {self.profile.name}"  # type: ignore[attr-defined]
+        except BaseException:
             self._finish(run)
-        record = self._complete_record(base, artifact, settings, run,
-                                       budget_overrides or {})
-        wall = time.perf_counter() - t_start
-        record["harness"] = {
-            "wall_s": wall,
-            "agent_wall_s": run.agent_wall_s,
-            "overhead_ms": (wall - run.agent_wall_s - run.sensor_wait_s) * 1000
-            if run.agent_wall_s is not None else None,
-            "sensor_wait_s": run.sensor_wait_s,
-            "push_s": run.push_s,
-            "push_skipped": run.push_skipped,
-        }
-        path = write_record(record, report_dir) if report_dir is not None else None
+            raise
+        with interrupts.deferred():
+            self._finish(run)
+            record = self._complete_record(base, artifact, settings, run,
+                                           budget_overrides or {})
+            wall = time.perf_counter() - t_start
+            record["harness"] = {
+                "wall_s": wall,
+                "agent_wall_s": run.agent_wall_s,
+                "overhead_ms": (wall - run.agent_wall_s - run.sensor_wait_s) * 1000
+                if run.agent_wall_s is not None else None,
+                "sensor_wait_s": run.sensor_wait_s,
+                "push_s": run.push_s,
+                "push_skipped": run.push_skipped,
+            }
+            path = write_record(record, report_dir) if report_dir is not None else None
+        if run.interrupted is not None:
+            interrupts.note(run.interrupted, f"record: {path}" if path else "no record written "
+                            "(no report folder)")
+            raise run.interrupted
         if run.failure is not None:
             if path:  # same exception (type and data), its message now says where the record is
                 run.failure.args = (f"{run.failure} (record: {path})",)
@@ -134,13 +153,21 @@ class DeviceSession:
 
     def _run_agent(self, artifact: LocalArtifact, settings: RunSettings, run: _RunState) -> None:
         t0 = time.perf_counter()
+        run.stage = "pushing the agent"
         agent_remote = self.ensure_agent()
+        if not self._stale_checked:
+            run.stage = "ending a stale agent"
+            self._end_stale_agent(agent_remote, run)
+            self._stale_checked = True
+        run.stage = "pushing the artifact"
         remote_dir, run.push_skipped = self.push_artifact(artifact)
         run.push_s = time.perf_counter() - t0
+        run.stage = "preparing the device"
         run.conditioning = self.platform.prepare(self.transport) or {}
         run.platform_prepared = True
         run.sensors = SensorSession.for_profile(self.profile, self.transport)
         t1 = time.perf_counter()
+        run.stage = "waiting for the device's sensors"
         paths = run.sensors.before_run()
         # cooldown and the idle-power baseline wait on purpose: not harness overhead
         run.sensor_wait_s = sensor_wait_s(run.sensors, time.perf_counter() - t1)
@@ -150,10 +177,35 @@ class DeviceSession:
         if paths:
             args += ["--sample-interval-ms", str(run.sensors.sample_interval_ms)]
         argv = run.sensors.agent_prefix() + self.platform.agent_argv(agent_remote, args)
+        run.stage = "running the agent"
         res = self.transport.run(argv, timeout_s=settings.timeout_s)
         run.agent_wall_s = res.duration_s
         run.agent_out = parse_agent_output(self.profile.name, res)
+        run.stage = "reading the device's sensors"
         run.sensor_fields = run.sensors.after_run(run.agent_out)
+
+    def _end_stale_agent(self, agent_remote: str, run: _RunState) -> None:
+        """End an agent that outlived an earlier harness (its lease says which), so it
+        neither overlaps this run nor skews its numbers; the record notes it."""
+        argv = self.platform.stale_agent_argv(agent_remote)
+        if argv is None:
+            return
+        res = self.transport.run(argv, timeout_s=STALE_CHECK_TIMEOUT_S)
+        lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+        try:
+            out = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            out = None
+        if not isinstance(out, dict) or out.get("mode") != "stop_stale":
+            said = (res.stderr_tail(3) or res.stdout[-300:]).strip() or "(no output)"
+            run.notes.append(f"stale-agent check failed (exit code {res.rc}): {said}")
+            return
+        for e in out.get("ended", []):
+            run.notes.append(
+                f"ended a stale agent an earlier run left running: PID {e.get('pid')} "
+                f"(started {e.get('started_utc')}, {'+'.join(e.get('signals', []))}"
+                f"{'' if e.get('gone') else ', STILL RUNNING'})")
+        run.notes += [f"stale-agent check: {n}" for n in out.get("notes", [])]
 
     def _finish(self, run: _RunState) -> None:
         """Undo conditioning and restore governors; a failure here is noted, not raised
@@ -229,7 +281,7 @@ class DeviceSession:
                 "validity": {"valid": False, "reasons": ["the run failed"], "count": None,
                              "duration_s": None, "stopped_by": None},
                 "verdicts": [], "overall_verdict": "error",
-                "error": error_fields(run.failure),
+                "error": error_fields(run.interrupted or run.failure),
             })
             return record
         throttled = (record["thermal"] or {}).get("throttled")
@@ -268,6 +320,9 @@ class DeviceSession:
         record["overall_verdict"] = overall(verdicts)
         if not record["validity"]["valid"] and record["overall_verdict"] == "pass":
             record["overall_verdict"] = "inconclusive"
+        if run.interrupted is not None:  # measured in full, then stopped: keep both facts
+            record["error"] = error_fields(run.interrupted)
+            record["overall_verdict"] = "error"
         return record
 
 
@@ -281,6 +336,10 @@ class _RunState:
     sensor_wait_s: float = 0.0
     agent_out: dict[str, Any] | None = None
     failure: HarnessError | None = None
+    #: Ctrl-C / SIGTERM (harness.interrupts), re-raised once the record is written
+    interrupted: KeyboardInterrupt | None = None
+    #: what the run was doing, for an interruption's message
+    stage: str = "starting"
     conditioning: dict[str, Any] = field(default_factory=dict)
     platform_prepared: bool = False
     platform_finish: dict[str, Any] | None = None
@@ -378,7 +437,10 @@ def parse_agent_output(device: str, res) -> dict[str, Any]:
     return parsed
 
 
-def error_fields(exc: HarnessError | None) -> dict[str, Any]:
+def error_fields(exc: BaseException | None) -> dict[str, Any]:
+    if isinstance(exc, KeyboardInterrupt):
+        return {"kind": "interrupted", "message": interrupts.describe(exc), "exit_code": None,
+                "stderr_tail": "", "signal": interrupts.signal_name(interrupts.signum_of(exc))}
     text = str(exc) if exc else "unknown failure"
     kind = "transport" if isinstance(exc, TransportError) else \
         "agent" if isinstance(exc, AgentError) else type(exc).__name__

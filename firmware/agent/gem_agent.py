@@ -11,6 +11,22 @@ Timing follows MLPerf LoadGen / TFLite benchmark_model: warmup, then timed runs
 until BOTH a minimum count and a minimum duration are met, capped by a maximum
 count and duration. perf_counter_ns wraps the runtime call only, so input
 preparation and bookkeeping never leak into the samples.
+
+Run by the harness, the agent must not outlive it (a Ctrl-C'd or SIGKILLed
+harness, a dropped SSH link). Two opt-in flags, which the harness always passes
+and a hand run does not need:
+
+* ``--watchdog-stdin``: the harness holds the agent's stdin open (a pipe it never
+  writes to, or the SSH exec channel). EOF on it means the harness is gone, and
+  the agent exits at once (exit code 6). It also exits when its parent process
+  changes, polled every WATCHDOG_PERIOD_S seconds (2 s). So an orphaned agent
+  stops within WATCHDOG_PERIOD_S of its harness dying. A stdin that is not a
+  pipe or socket (a terminal, /dev/null) is not watched, only the parent.
+* ``--pid-file PATH``: a lease naming this process (PID, its kernel start time,
+  boot id). ``--stop-stale --pid-file PATH`` ends the agent a lease names, after
+  checking that the process really is that agent (same start time and boot,
+  ``gem_agent.py`` and the lease path in /proc/PID/cmdline), never another one
+  that got the same PID. The harness runs it before it starts a new agent.
 """
 
 from __future__ import annotations
@@ -19,6 +35,9 @@ import argparse
 import json
 import os
 import platform
+import select
+import signal
+import stat
 import sys
 import threading
 import time
@@ -31,6 +50,12 @@ EXIT_USAGE = 2
 EXIT_RUNTIME = 3
 EXIT_ARTIFACT = 4
 EXIT_INTERNAL = 5
+EXIT_HARNESS_GONE = 6
+
+#: Longest time an agent run with --watchdog-stdin outlives its harness (seconds).
+WATCHDOG_PERIOD_S = 2.0
+#: How long --stop-stale waits between SIGTERM and SIGKILL of a stale agent.
+STALE_GRACE_S = 2.0
 
 
 class AgentFailure(Exception):
@@ -145,6 +170,238 @@ class SysfsSampler(threading.Thread):
         self._stop_event.set()
         self.join(timeout=5)
         self.sample_once()
+
+
+# -- supervision: never outlive the harness -------------------------------------
+
+
+def proc_start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: when the process started, in clock ticks since
+    boot. With the boot id it names one process for good, whatever PIDs are reused."""
+    text = read_text(f"/proc/{pid}/stat")
+    if not text:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()  # the name in (...) may hold spaces
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def proc_state(pid: int) -> str | None:
+    """The process's state letter (R, S, Z, ...), None when there is no such process."""
+    text = read_text(f"/proc/{pid}/stat")
+    if not text:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()
+    return fields[0] if fields else None
+
+
+def boot_id() -> str | None:
+    text = read_text("/proc/sys/kernel/random/boot_id")
+    return text.strip() if text else None
+
+
+class HarnessWatchdog(threading.Thread):
+    """Ends this process when the harness that started it is gone.
+
+    Waits on stdin (EOF = the harness's end of the pipe or channel closed) with
+    a timeout of WATCHDOG_PERIOD_S, and checks the parent PID on each wake-up.
+    os._exit, not an exception: the main thread is inside the runtime and
+    nobody is left to read a record.
+    """
+
+    def __init__(self, on_gone, ppid: int, period_s: float = WATCHDOG_PERIOD_S) -> None:
+        super().__init__(daemon=True, name="gem-agent-watchdog")
+        self.on_gone = on_gone
+        self.period_s = period_s
+        self.ppid = ppid
+        try:
+            mode = os.fstat(0).st_mode
+            self.watch_stdin = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+        except OSError:
+            self.watch_stdin = False
+
+    def check_once(self) -> str | None:
+        """Why the harness is gone, or None; blocks up to period_s."""
+        if self.watch_stdin:
+            ready, _, _ = select.select([0], [], [], self.period_s)
+            if ready and not os.read(0, 4096):
+                return "its stdin closed"
+        else:
+            time.sleep(self.period_s)
+        if os.getppid() != self.ppid:
+            return f"its parent process {self.ppid} exited"
+        return None
+
+    def run(self) -> None:
+        while True:
+            why = self.check_once()
+            if why:
+                self.on_gone(why)
+                return
+
+
+class Lease:
+    """The --pid-file of a running agent: who it is, so a later run can end it safely."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        self.pid = os.getpid()
+
+    def write(self) -> None:
+        info = {"pid": self.pid, "start_ticks": proc_start_ticks(self.pid),
+                "boot_id": boot_id(), "pid_file": self.path,
+                "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "agent_version": AGENT_VERSION}
+        tmp = f"{self.path}.{self.pid}.tmp"
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps(info) + "\n")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise AgentFailure("usage", f"cannot write the lease --pid-file {self.path}: "
+                               f"{exc.strerror or exc}", EXIT_USAGE) from None
+
+    def remove(self) -> None:
+        """Remove the lease if it is still ours (a later agent may have taken it)."""
+        info = read_lease(self.path)
+        if info is not None and info.get("pid") == self.pid:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+
+def read_lease(path: str) -> dict | None:
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        info = json.loads(text)
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def is_our_agent(info: dict, lease_path: str) -> tuple[bool, str]:
+    """Whether the lease's PID is still the agent that wrote it, and why (not)."""
+    pid = info.get("pid")
+    if not isinstance(pid, int) or pid <= 1:
+        return False, f"the lease names no usable PID ({pid!r})"
+    if pid == os.getpid():
+        return False, "the lease names this very process"
+    state = proc_state(pid)
+    if state is None or state in ("Z", "X"):
+        return False, f"process {pid} is gone"
+    if info.get("boot_id") != boot_id():
+        return False, f"the lease is from another boot; PID {pid} is someone else now"
+    if info.get("start_ticks") is None or proc_start_ticks(pid) != info.get("start_ticks"):
+        return False, f"PID {pid} was reused by a process that started later"
+    raw = read_text(f"/proc/{pid}/cmdline") or ""
+    args = raw.split("\x00")
+    if not any(a.endswith("gem_agent.py") for a in args):
+        return False, f"process {pid} is not gem_agent.py"
+    if "--pid-file" not in args:
+        return False, f"process {pid} was not started with --pid-file"
+    given = args[args.index("--pid-file") + 1] if args.index("--pid-file") + 1 < len(args) \
+        else ""
+    cwd = os.path.realpath(f"/proc/{pid}/cwd")
+    if os.path.realpath(os.path.join(cwd, given)) != os.path.realpath(lease_path):
+        return False, f"process {pid} holds another lease ({given!r})"
+    return True, "ok"
+
+
+def stop_stale(lease_path: str, grace_s: float = STALE_GRACE_S) -> dict:
+    """End the agent a lease names if it still runs; the lease goes either way."""
+    lease_path = os.path.abspath(lease_path)
+    info = read_lease(lease_path)
+    result: dict = {"ok": True, "agent_version": AGENT_VERSION, "mode": "stop_stale",
+                    "lease": lease_path, "ended": [], "notes": []}
+    if info is None:
+        if os.path.exists(lease_path):
+            result["notes"].append("the lease file was unreadable; removed it")
+            _unlink(lease_path)
+        return result
+    ours, why = is_our_agent(info, lease_path)
+    if not ours:
+        result["notes"].append(f"lease of PID {info.get('pid')} left no agent running "
+                               f"({why}); removed it")
+        _unlink(lease_path)
+        return result
+    pid = int(info["pid"])
+    try:
+        pgid = os.getpgid(pid)
+    except OSError:
+        pgid = None
+    # its own group (a session of its own under sshd or the local transport),
+    # never ours: that would end this process and whoever started it
+    group = pgid if pgid and pgid > 1 and pgid != os.getpgrp() else None
+    sent = []
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 1.0)):
+        try:
+            if group is not None:
+                os.killpg(group, sig)
+            else:
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        except PermissionError as exc:
+            result["ok"] = False
+            result["notes"].append(f"not allowed to signal stale agent {pid}: {exc}")
+            return result
+        sent.append(signal.Signals(sig).name)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and is_our_agent(info, lease_path)[0]:
+            time.sleep(0.05)
+        if not is_our_agent(info, lease_path)[0]:
+            break
+    gone = not is_our_agent(info, lease_path)[0]
+    result["ended"].append({"pid": pid, "process_group": group, "signals": sent,
+                            "started_utc": info.get("started_utc"), "gone": gone})
+    if gone:
+        _unlink(lease_path)
+    else:
+        result["ok"] = False
+        result["notes"].append(f"stale agent {pid} still runs after SIGKILL")
+    return result
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class _Stopped(BaseException):
+    """SIGTERM/SIGINT under supervision: unwind (the lease goes), say so, exit 128+N.
+
+    A BaseException, so the runtime adapters' ``except Exception`` cannot turn it
+    into a model error."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame) -> None:
+    raise _Stopped(signum)
+
+
+def harness_gone(lease: Lease | None):
+    """What the watchdog does once the harness is gone: tidy the lease, exit now."""
+    def on_gone(why: str) -> None:
+        try:
+            if lease is not None:
+                lease.remove()
+            # most likely nobody reads this any more: the write may fail (EPIPE)
+            sys.stderr.write(f"gem_agent: the harness is gone ({why}); stopping\n")
+            sys.stderr.flush()
+        finally:  # whatever failed above, nothing may keep this process alive
+            os._exit(EXIT_HARNESS_GONE)
+    return on_gone
 
 
 def load_manifest(artifact_dir: str) -> dict:
@@ -324,7 +581,7 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = _Parser(description=__doc__.splitlines()[0])
-    p.add_argument("--artifact-dir", required=True)
+    p.add_argument("--artifact-dir", default=None, help="required, except with --stop-stale")
     p.add_argument("--seq-len-tokens", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup-count", type=int, default=5)
@@ -335,25 +592,57 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-path", action="append", default=[])
     p.add_argument("--sample-interval-ms", type=float, default=50.0)
-    return p.parse_args(argv)
+    p.add_argument("--watchdog-stdin", action="store_true",
+                   help="exit when stdin reaches EOF or the parent changes (the harness is "
+                        f"gone); checked at least every {WATCHDOG_PERIOD_S:g} s")
+    p.add_argument("--pid-file", default=None,
+                   help="write a lease naming this process here (removed at exit)")
+    p.add_argument("--stop-stale", action="store_true",
+                   help="end the agent the --pid-file lease names, if it still runs; "
+                        "run no benchmark")
+    args = p.parse_args(argv)
+    if args.stop_stale and not args.pid_file:
+        raise _UsageError("--stop-stale needs --pid-file")
+    if not args.stop_stale and not args.artifact_dir:
+        raise _UsageError("the following arguments are required: --artifact-dir")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    ppid = os.getppid()  # first thing: the parent that started us, for the watchdog
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = parse_args(argv)
     except _UsageError as exc:
         return fail("usage", str(exc), EXIT_USAGE)
+    if args.stop_stale:
+        result = stop_stale(args.pid_file)
+        emit(result)
+        return EXIT_OK if result["ok"] else EXIT_INTERNAL
+    lease = Lease(args.pid_file) if args.pid_file else None
     try:
+        if lease is not None or args.watchdog_stdin:  # supervised: a stop leaves no lease
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, _raise_stopped)
+        if lease is not None:
+            lease.write()
+        if args.watchdog_stdin:
+            HarnessWatchdog(harness_gone(lease), ppid).start()
         emit(run_benchmark(args))
         return EXIT_OK
     except AgentFailure as exc:
         return fail(exc.kind, str(exc), exc.exit_code)
+    except _Stopped as exc:
+        name = signal.Signals(exc.signum).name
+        return fail("interrupted", f"stopped by {name}", 128 + exc.signum)
     except MemoryError:
         return fail("out_of_memory", "the device ran out of memory", EXIT_RUNTIME)
     except Exception as exc:  # noqa: BLE001 - the contract is one JSON record, whatever happens
         return fail("internal", f"{type(exc).__name__}: {exc}", EXIT_INTERNAL,
                     traceback.format_exc())
+    finally:
+        if lease is not None:
+            lease.remove()
 
 
 if __name__ == "__main__":

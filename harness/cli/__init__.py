@@ -72,11 +72,17 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness import interrupts
+
     args = build_parser().parse_args(argv)
     if getattr(args, "targets_dir", None) is None:
         args.targets_dir = args.global_targets_dir
     try:
-        return int(args.func(args))
+        with interrupts.signals_as_exceptions():  # SIGTERM too unwinds, cleaning up the device
+            return int(args.func(args))
     except HarnessError as exc:
         print(f"gem-hil: error: {exc}", file=sys.stderr)
         return ExitCode.ERROR
+    except KeyboardInterrupt as exc:  # one line, no traceback (see harness.interrupts)
+        print(f"gem-hil: {interrupts.describe(exc)}", file=sys.stderr)
+        return ExitCode.interrupted(interrupts.signum_of(exc))

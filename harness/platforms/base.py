@@ -26,6 +26,11 @@ class Platform:
     def agent_argv(self, agent_remote: str, args: Sequence[str]) -> list[str]:
         return [self.profile.run.python, agent_remote, *args]
 
+    def stale_agent_argv(self, agent_remote: str) -> list[str] | None:
+        """The command that ends an agent an earlier, vanished harness left running
+        (see LinuxPlatform), or None where agents are not supervised."""
+        return None
+
     def fingerprint(self, transport: Transport) -> dict[str, Any]:
         return {}
 

@@ -17,7 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import CommandTimeout, TransferError
+from harness.interrupts import note
 from harness.transports.base import CommandResult, Transport, safe_local_name, sha256_file
+
+#: How long an interrupted command gets between SIGTERM and SIGKILL.
+KILL_GRACE_S = 2.0
 
 
 def default_home() -> Path:
@@ -56,25 +60,36 @@ class LocalTransport(Transport):
         t0 = time.perf_counter()
         # A new session lets a timeout kill the whole process tree, not just
         # the direct child (the agent may have started runtime threads/helpers).
+        # stdin is a pipe this process holds open until the command ends, as an
+        # SSH exec channel is: the agent's watchdog reads EOF on it the moment
+        # the harness dies, even by SIGKILL, because the kernel closes our end.
+        lifeline_r, lifeline_w = os.pipe()
         try:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    stdin=subprocess.DEVNULL, env=full_env,
+                                    stdin=lifeline_r, env=full_env,
                                     cwd=self._path(cwd) if cwd else self.home,
                                     start_new_session=True)
-        except FileNotFoundError as exc:
-            return CommandResult(argv, 127, "", f"{exc}", time.perf_counter() - t0)
+        except BaseException as exc:
+            os.close(lifeline_w)
+            if isinstance(exc, FileNotFoundError):
+                return CommandResult(argv, 127, "", f"{exc}", time.perf_counter() - t0)
+            raise
+        finally:
+            os.close(lifeline_r)
         try:
             out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            out, err = proc.communicate()
+            _kill_group(proc, grace_s=0)
             raise CommandTimeout(
                 f"{self.device_name}: command {argv[:3]}... did not finish within {timeout_s} s "
                 "and was killed; raise [run] timeout_s in the profile if the device is just slow"
             ) from None
+        except BaseException as exc:  # Ctrl-C, SIGTERM (harness.interrupts): stop it, go on
+            note(exc, f"stopped {_what(argv)} ({_kill_group(proc, KILL_GRACE_S)} its process "
+                      f"group {proc.pid})")
+            raise
+        finally:
+            os.close(lifeline_w)
         return CommandResult(argv, proc.returncode, out.decode("utf-8", "replace"),
                              err.decode("utf-8", "replace"), time.perf_counter() - t0)
 
@@ -105,3 +120,34 @@ class LocalTransport(Transport):
 
     def close(self) -> None:
         pass
+
+
+def _kill_group(proc: subprocess.Popen, grace_s: float) -> str:
+    """SIGTERM the command's process group, SIGKILL it after grace_s; reap it.
+
+    Returns what was done, for the message. The group id is the child's PID
+    (start_new_session), so this never reaches a process we did not start.
+    """
+    how = "killed"
+    try:
+        if grace_s > 0:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace_s)
+                how = "terminated"
+            except subprocess.TimeoutExpired:
+                pass
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    except PermissionError:  # the group's leader is gone and its PID was reused
+        how = "could not signal"
+    proc.communicate()
+    return how
+
+
+def _what(argv: Sequence[str]) -> str:
+    """The command in a message: the agent by name, anything else by its program."""
+    if any(a.endswith("gem_agent.py") for a in argv):
+        return "the agent"
+    return f"`{Path(argv[0]).name}`"

@@ -59,6 +59,7 @@ from harness.errors import (
     TransferError,
     TransportError,
 )
+from harness.interrupts import note
 from harness.transports.base import (
     CommandResult,
     PushResult,
@@ -86,6 +87,10 @@ MAX_PACKET_BYTES = 1 << 15
 SFTP_REQUEST_BYTES = 255 * 1024
 #: How long a killed command gets between SIGTERM and SIGKILL on the device.
 KILL_GRACE_S = 2.0
+#: After the shell is gone, how long the rest of its process group gets before SIGKILL.
+GROUP_GRACE_S = 0.5
+#: How long an interrupted command's PID line is waited for before giving up on it.
+PID_WAIT_S = 2.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -375,15 +380,19 @@ class SshTransport(Transport):
         command = build_command(argv, env, cwd)
         t0 = time.monotonic()
         chan = self._open_channel(timeout)
+        running = _Running()
         try:
             chan.exec_command(command)
-            out, err, rc, _pid = self._collect(chan, t0 + timeout, argv, timeout)
+            out, err, rc, _pid = self._collect(chan, t0 + timeout, argv, timeout, running)
         except CommandTimeout:
             raise
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self._drop()
             raise TransportError(f"{self.device_name}: connection to {self.address} broke "
                                  f"while running {_short(argv)}: {exc}") from None
+        except BaseException as exc:  # Ctrl-C, SIGTERM (harness.interrupts): stop it, go on
+            note(exc, self._stop_interrupted(chan, running, argv))
+            raise
         finally:
             chan.close()
         if rc is None and chan.eof_received and self._alive():
@@ -399,21 +408,23 @@ class SshTransport(Transport):
         return CommandResult(argv, rc, out, err, time.monotonic() - t0)
 
     def _collect(self, chan: paramiko.Channel, deadline: float, argv: tuple[str, ...],
-                 timeout: float) -> tuple[str, str, int | None, int | None]:
-        """Read stdout/stderr until exit, or kill the command at the deadline."""
-        out = bytearray()
+                 timeout: float, running: _Running | None = None
+                 ) -> tuple[str, str, int | None, int | None]:
+        """Read stdout/stderr until exit, or kill the command at the deadline.
+
+        ``running`` shows an interrupted caller what was read so far (the PID).
+        """
+        running = running or _Running()
+        out = running.out
         err = bytearray()
-        pid: int | None = None
         fd = chan.fileno()
         while True:
             while chan.recv_ready():
                 out += chan.recv(1 << 16)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(1 << 16)
-            if pid is None and b"\n" in out:
-                first, _, rest = bytes(out).partition(b"\n")
-                pid = int(first) if first.strip().isdigit() else -1
-                out = bytearray(rest)
+            running.take_pid()
+            pid = running.pid
             done = chan.closed or (chan.eof_received and chan.exit_status_ready())
             if done and not chan.recv_ready() and not chan.recv_stderr_ready():
                 break
@@ -427,6 +438,7 @@ class SshTransport(Transport):
         rc = chan.recv_exit_status() if chan.exit_status_ready() else None
         if rc == -1:
             rc = None
+        pid = running.pid
         return (out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), rc,
                 pid if pid and pid > 0 else None)
 
@@ -434,22 +446,7 @@ class SshTransport(Transport):
                      argv: tuple[str, ...], timeout: float) -> None:
         """Kill the overrunning command's process group on the device; raise CommandTimeout."""
         chan.close()
-        killed = "closed the channel (no PID reported, the command may live on)"
-        if pid and pid > 1:
-            # Wait on the shell's own PID, not the group: sshd reaps the shell
-            # at once, while orphaned children may linger as zombies (kill -0
-            # succeeds on those) until PID 1 reaps them. Then SIGKILL the group.
-            script = (f"kill -TERM -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; i=0; "
-                      f"while kill -0 {pid} 2>/dev/null && [ $i -lt {int(KILL_GRACE_S * 10)} ]; "
-                      f"do sleep 0.1; i=$((i+1)); done; kill -KILL -{pid} 2>/dev/null; "
-                      f"kill -0 {pid} 2>/dev/null && echo alive || echo gone")
-            try:
-                res = self._exec_plain(script, timeout_s=KILL_GRACE_S + 10)
-                state = res.strip()
-                killed = (f"killed its process group {pid} on the device" if state == "gone"
-                          else f"tried to kill process group {pid} on the device ({state})")
-            except TransportError as exc:
-                killed = f"could not kill process group {pid} on the device: {exc}"
+        killed = self._kill_group(pid)
         tail = err.decode("utf-8", "replace")[-800:]
         raise CommandTimeout(
             f"{self.device_name}: {_short(argv)} did not finish within its timeout of "
@@ -457,6 +454,50 @@ class SshTransport(Transport):
             f"command_timeout_s in [ssh] of {self.where}) if it is just slow. "
             f"stderr tail: {tail!r}"
         )
+
+    def _kill_group(self, pid: int | None) -> str:
+        """SIGTERM, then SIGKILL, a command's process group on the device; say what happened."""
+        if not pid or pid <= 1:
+            return "closed the channel (no PID reported, the command may live on)"
+        # Wait on the shell's own PID, not the group: sshd reaps the shell
+        # at once, while orphaned children may linger as zombies (kill -0
+        # succeeds on those) until PID 1 reaps them. The shell dies at once
+        # on SIGTERM, though, so the rest of the group (the agent, tidying its
+        # lease) gets up to GROUP_GRACE_S more before SIGKILL ends the group.
+        script = (f"kill -TERM -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; i=0; "
+                  f"while kill -0 {pid} 2>/dev/null && [ $i -lt {int(KILL_GRACE_S * 10)} ]; "
+                  f"do sleep 0.1; i=$((i+1)); done; i=0; "
+                  f"while kill -0 -{pid} 2>/dev/null && [ $i -lt {int(GROUP_GRACE_S * 10)} ]; "
+                  f"do sleep 0.1; i=$((i+1)); done; kill -KILL -{pid} 2>/dev/null; "
+                  f"kill -0 {pid} 2>/dev/null && echo alive || echo gone")
+        try:
+            res = self._exec_plain(script, timeout_s=KILL_GRACE_S + 10)
+        except TransportError as exc:
+            return f"could not kill process group {pid} on the device: {exc}"
+        state = res.strip()
+        return (f"killed its process group {pid} on the device" if state == "gone"
+                else f"tried to kill process group {pid} on the device ({state})")
+
+    def _stop_interrupted(self, chan: paramiko.Channel, running: _Running,
+                          argv: tuple[str, ...]) -> str:
+        """The harness is being stopped mid-command: end the command on the device too.
+
+        A PID not printed yet is waited for a moment (the shell prints it first
+        thing). Closing the channel alone would leave a command without a tty
+        running; the agent would still stop itself when its stdin closes
+        (--watchdog-stdin), which is the fallback when the kill cannot be sent.
+        """
+        deadline = time.monotonic() + PID_WAIT_S
+        with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+            while running.pid is None and not chan.closed and time.monotonic() < deadline:
+                if chan.recv_ready():
+                    running.out += chan.recv(1 << 16)
+                    running.take_pid()
+                else:
+                    select.select([chan.fileno()], [], [], 0.05)
+        chan.close()
+        what = "the agent" if any(a.endswith("gem_agent.py") for a in argv) else _short(argv, 60)
+        return f"stopped {what} ({self._kill_group(running.pid)})"
 
     def _exec_plain(self, command: str, timeout_s: float) -> str:
         """Run a trusted, already-quoted shell snippet; return stdout (helper use only)."""
@@ -569,6 +610,24 @@ class SshTransport(Transport):
 
 
 _WIRE_IDS = itertools.count(1)
+
+
+class _Running:
+    """A command's output as it arrives, and its PID once the shell printed it.
+
+    The PID is the process group to kill on the device (see build_command).
+    """
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.pid: int | None = None
+
+    def take_pid(self) -> None:
+        """Strip the shell's ``echo $$`` line off the output once it is complete."""
+        if self.pid is None and b"\n" in self.out:
+            first, _, rest = bytes(self.out).partition(b"\n")
+            self.pid = int(first) if first.strip().isdigit() else -1
+            self.out[:] = rest
 
 
 def _abandon(client: paramiko.SSHClient, sock: socket.socket, wire_log: str) -> None:

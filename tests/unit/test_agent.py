@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 AGENT = Path(__file__).resolve().parents[2] / "firmware" / "agent" / "gem_agent.py"
-ALLOWED = {"__future__", "argparse", "json", "os", "platform", "sys", "threading", "time",
+ALLOWED = {"__future__", "argparse", "json", "os", "platform", "select", "signal", "stat",
+           "sys", "threading", "time",
            "traceback", "resource", "numpy", "onnxruntime"}
 
 
