@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sshd_board import SshdBoard, set_toml_keys
 
 from harness.record import schema_errors
+from tests.support.sshd_board import SshdBoard, set_toml_keys
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_FILE = REPO / "firmware" / "agent" / "gem_agent.py"
