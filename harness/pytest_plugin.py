@@ -7,6 +7,7 @@ command-line option (pytest-embedded style); other modules receive values.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from harness import interrupts
 from harness.artifacts import LocalArtifact
 from harness.bench import BenchOutcome, DeviceSession
 from harness.errors import HarnessError
@@ -42,6 +44,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     state = GemState(config)
     config.stash[STATE_KEY] = state
+    # SIGTERM (how CI cancels a job) unwinds like Ctrl-C: the running benchmark
+    # stops the agent on the device and writes its "interrupted" record, then
+    # pytest ends the session as for a KeyboardInterrupt
+    state.signals.enter_context(interrupts.signals_as_exceptions())
     values = {o.dest: config.getoption(o.dest) for o in OPTIONS}
     try:
         # a wrong --device, a broken profile or a bad --budget is a usage error
@@ -63,6 +69,7 @@ class GemState:
     benchmarks: dict[str, BenchOutcome | HarnessError] = field(default_factory=dict)
     gate_exit_code: int | None = None
     gate_error: str | None = None
+    signals: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
     def profile(self) -> DeviceProfile | None:
@@ -154,6 +161,12 @@ def gem_record(gem_bench: Callable[..., BenchOutcome], request: pytest.FixtureRe
                                                         "verdict")} for v in rec["verdicts"]])),
     ])
     return rec
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE_KEY, None)
+    if state is not None:
+        state.signals.close()  # the signal handlers pytest had before
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -360,3 +360,32 @@ def test_dropped_ssh_session_leaves_no_agent(sshd_board: SshdBoard, tmp_path: Pa
     finally:
         dev.kill_agents()
         shutil.rmtree(dev.home / workdir, ignore_errors=True)
+
+
+def test_sigterm_to_pytest_stops_the_agent_and_records_it(tmp_path: Path) -> None:
+    """`pytest --device=local` cancelled by SIGTERM (a CI job cancelled): the agent is
+    stopped, the interrupted run is one record, and pytest reports an interruption."""
+    workdir = f"gem-hil-interrupts-{uuid.uuid4().hex[:8]}"
+    home = tmp_path / "device-home"
+    dev = Device("local", workdir, home, {**os.environ, "GEM_HIL_LOCAL_HOME": str(home)},
+                 lambda dest, run: _local_targets(dest, workdir, run))
+    targets = dev.make_targets(tmp_path / "targets", LONG_RUN)
+    reports = tmp_path / "reports"
+    argv = [sys.executable, "-m", "pytest", "tests/device", "-q", "-p", "no:cacheprovider",
+            "--device=local", f"--targets-dir={targets}", "--report-dir", str(reports)]
+    proc = subprocess.Popen(argv, cwd=REPO, env=dev.env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(dev.agent_pids, AGENT_START_TIMEOUT_S, "the agent started", proc)
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=EXIT_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        dev.kill_agents()
+    assert proc.returncode == 2, out[-3000:] + err[-2000:]  # pytest: interrupted
+    assert dev.agent_pids() == []
+    rec = only_record(reports)
+    assert schema_errors(rec) == [] and rec["error"]["kind"] == "interrupted"
+    assert rec["error"]["signal"] == "SIGTERM"
