@@ -36,6 +36,7 @@ from typing import Any
 from gem.config import get_config
 from gem.errors import ArtifactCorruptError, BuildError
 from gem.export import FORMATS, BuildProgress
+from gem.files import cache_root, sha256_file
 from gem.manifest import MANIFEST_VERSION, manifest_problem
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,7 @@ _VERSIONED = ("torch", "onnx", "onnxscript", "onnxruntime")
 
 def default_cache_dir() -> Path:
     """$GEM_HIL_CACHE/artifacts, else ~/.cache/gem-hil/artifacts."""
-    root = os.environ.get("GEM_HIL_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "gem-hil"
-    return base / "artifacts"
+    return cache_root() / "artifacts"
 
 
 def _package_versions() -> dict[str, str]:
@@ -66,7 +65,7 @@ def _package_versions() -> dict[str, str]:
 def _source_digests() -> dict[str, str]:
     """sha256 of every .py file of the gem package, by path relative to it."""
     return {
-        p.relative_to(_PKG_DIR).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        p.relative_to(_PKG_DIR).as_posix(): sha256_file(p)
         for p in sorted(_PKG_DIR.rglob("*.py"))
         if "__pycache__" not in p.parts
     }
@@ -110,11 +109,6 @@ def artifact_key(
         "versions": _package_versions(),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def files_digest(files: list[dict[str, Any]]) -> str:
@@ -162,7 +156,7 @@ def load_manifest(folder: str | Path, verify: bool = True) -> dict[str, Any]:
             raise ArtifactCorruptError(
                 f"{p}: size {size} bytes, manifest says {f.get('size_bytes')} ({fix})"
             )
-        digest = file_sha256(p)
+        digest = sha256_file(p)
         if digest != f.get("sha256"):
             raise ArtifactCorruptError(
                 f"{p}: sha256 {digest[:16]}... does not match manifest "
@@ -284,7 +278,7 @@ def write_json(path: Path, obj: Any) -> None:
 def describe_files(folder: Path, names: list[str]) -> list[dict[str, Any]]:
     """Manifest ``files`` entries for ``names`` inside ``folder``."""
     return [
-        {"name": n, "sha256": file_sha256(folder / n), "size_bytes": (folder / n).stat().st_size}
+        {"name": n, "sha256": sha256_file(folder / n), "size_bytes": (folder / n).stat().st_size}
         for n in names
     ]
 

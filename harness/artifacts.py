@@ -98,9 +98,8 @@ def build_artifact(model: str, variant: str, fmt: str = "onnx",
     return load_artifact(folder)
 
 
-#: which artifact format each runtime consumes
-FORMAT_FOR_RUNTIME = {"onnxruntime": "onnx", "litert": "tflite", "coreml": "coreml"}
-
-
 def format_for_runtime(runtime: str) -> str:
-    return FORMAT_FOR_RUNTIME[runtime]
+    """The artifact format a runtime consumes, as its registration says."""
+    from harness.registry import registry
+
+    return str(registry.get("runtime", runtime).options["artifact_format"])

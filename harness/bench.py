@@ -446,7 +446,3 @@ def error_fields(exc: BaseException | None) -> dict[str, Any]:
         "agent" if isinstance(exc, AgentError) else type(exc).__name__
     return {"kind": kind, "message": text, "exit_code": getattr(exc, "exit_code", None),
             "stderr_tail": getattr(exc, "stderr_tail", "")}
-
-
-def with_overrides(settings: RunSettings, **kw: Any) -> RunSettings:
-    return replace(settings, **{k: v for k, v in kw.items() if v is not None})

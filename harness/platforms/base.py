@@ -31,9 +31,6 @@ class Platform:
         (see LinuxPlatform), or None where agents are not supervised."""
         return None
 
-    def fingerprint(self, transport: Transport) -> dict[str, Any]:
-        return {}
-
     def finish(self, transport: Transport) -> dict[str, Any]:
         """Undo conditioning after a run; returns extra facts for the record."""
         return {}

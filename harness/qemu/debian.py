@@ -9,11 +9,11 @@ index and verify the download against it: the same trust chain apt uses.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import urllib.request
 from pathlib import Path
 
+from gem.files import sha256_file
 from harness.errors import HarnessError
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -77,7 +77,7 @@ def fetch_deb(fields: dict[str, str], mirror: str, dest_dir: Path) -> Path:
     if not filename or len(want) != 64:
         raise DebianFetchError(f"index entry for {fields.get('Package')!r} has no Filename/SHA256")
     dest = dest_dir / Path(filename).name
-    if dest.is_file() and _sha256(dest) == want:
+    if dest.is_file() and sha256_file(dest) == want:
         return dest
     url = mirror.rstrip("/") + "/" + filename
     if not url.startswith(("http://", "https://")):
@@ -89,17 +89,9 @@ def fetch_deb(fields: dict[str, str], mirror: str, dest_dir: Path) -> Path:
     except OSError as exc:
         raise DebianFetchError(f"cannot download {url}: {exc}; check the network or set "
                                "GEM_HIL_DEBIAN_MIRROR to a reachable Debian mirror") from None
-    got = _sha256(part)
+    got = sha256_file(part)
     if got != want:
         part.unlink(missing_ok=True)
         raise DebianFetchError(f"{url} arrived corrupted: sha256 {got} != index {want}")
     part.rename(dest)
     return dest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()

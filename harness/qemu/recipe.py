@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from gem.files import cache_root
 from harness.errors import ConfigError
 
 #: bump when harness/qemu/image.py changes what it writes from the same recipe
@@ -37,10 +38,7 @@ def default_recipe_dir() -> Path:
 def default_cache_dir() -> Path:
     """$GEM_HIL_CACHE/qemu, else ~/.cache/gem-hil/qemu: images are large and
     slow to make, so they live outside the work tree and survive checkouts."""
-    base = os.environ.get("GEM_HIL_CACHE")
-    if base:
-        return Path(base) / "qemu"
-    home = Path.home()
+    home = None
     sudo_user = os.environ.get("SUDO_USER")
     if os.geteuid() == 0 and sudo_user and sudo_user != "root":
         # `sudo gem-hil qemu build` builds for the user who typed it
@@ -48,7 +46,7 @@ def default_cache_dir() -> Path:
 
         with contextlib.suppress(KeyError):
             home = Path(pwd.getpwnam(sudo_user).pw_dir)
-    return home / ".cache" / "gem-hil" / "qemu"
+    return cache_root(home) / "qemu"
 
 
 @dataclass(frozen=True)

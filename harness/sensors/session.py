@@ -19,10 +19,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import ConfigError
 from harness.registry import TableContext, registry, setting
 from harness.sensors import cpufreq, thermal, vcgencmd
 from harness.sensors.cooldown import CooldownResult, cooldown
@@ -94,35 +92,6 @@ class ConditioningSettings:
 
     def as_config(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-def check_table(table: Mapping[str, Any], known: Mapping[str, tuple[type, ...]],
-                where: str, ignore_prefix: str | None = None) -> dict[str, Any]:
-    """Type-check a table against {key: types} (a helper for ad-hoc tables;
-    profiles are checked through the registry when they are loaded)."""
-    for key, value in table.items():
-        if ignore_prefix and key.startswith(ignore_prefix):
-            continue
-        if key not in known:
-            raise ConfigError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(known))}")
-        types = known[key]
-        if isinstance(value, bool) and bool not in types:
-            ok = False
-        else:
-            ok = isinstance(value, types)
-        if not ok:
-            names = "/".join(t.__name__ for t in types)
-            raise ConfigError(f"{where}: {key} = {value!r}: expected {names}")
-    cpus = table.get("cpus")
-    if cpus is not None and (not cpus or not all(isinstance(c, int) and not isinstance(c, bool)
-                                                 and c >= 0 for c in cpus)):
-        raise ConfigError(f"{where}: cpus = {cpus!r}: expected a non-empty list of CPU numbers, "
-                          "e.g. cpus = [2, 3]")
-    power = table.get("power", "auto")
-    if power not in POWER_KINDS:
-        raise ConfigError(f"{where}: power = {power!r}: expected one of "
-                          f"{', '.join(POWER_KINDS)}")
-    return dict(table)
 
 
 def profile_tables(profile: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -311,10 +280,3 @@ class SensorSession:
                 and self.cond.get("restore_governor", True)):
             cpufreq.restore_governors(self.transport, self.reader, ch.previous)
             self.governor_change = None
-
-
-def local_session(root: str | Path = "/", **kwargs: Any) -> SensorSession:
-    """A session on this host's files (tests: root = a fake sysfs tree)."""
-    from harness.sensors.reader import LocalSysfs
-
-    return SensorSession(LocalSysfs(root), **kwargs)

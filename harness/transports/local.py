@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gem.files import cache_root
 from harness.errors import CommandTimeout, TransferError
 from harness.interrupts import note
 from harness.transports.base import CommandResult, Transport, safe_local_name, sha256_file
@@ -27,7 +28,7 @@ KILL_GRACE_S = 2.0
 def default_home() -> Path:
     """The `local` device's login directory: private to this user, like a home."""
     env = os.environ.get("GEM_HIL_LOCAL_HOME")
-    base = Path(env) if env else Path.home() / ".cache" / "gem-hil" / "local-device"
+    base = Path(env) if env else cache_root() / "local-device"
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
     return base
 

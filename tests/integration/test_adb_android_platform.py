@@ -135,13 +135,13 @@ def test_drop_mid_benchmark_is_recorded_as_failure(emulated, fixture_artifact, t
     reason, and no silent retry into a different number."""
     import json
     import threading
+    from dataclasses import replace
 
-    from harness.bench import DeviceSession, with_overrides
+    from harness.bench import DeviceSession
     from harness.errors import ConnectError
 
     profile, _, peer = emulated
-    settings = with_overrides(profile.run, min_duration_s=8.0, max_duration_s=10.0,
-                              max_count=10**6)
+    settings = replace(profile.run, min_duration_s=8.0, max_duration_s=10.0, max_count=10**6)
     reports = tmp_path / "reports"
     with DeviceSession(profile) as session:
         session.ensure_agent()

@@ -30,10 +30,32 @@ def test_gem_knows_nothing_of_devices():
     assert offenders == []
 
 
+#: gem modules the harness may import at module level: pure Python, no torch
+#: (the one sha256 and cache root, the config names, the error classes)
+TORCH_FREE_GEM = {"gem.files", "gem.config", "gem.errors"}
+
+
+def top_level_gem_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "gem"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "gem":
+            out.add(node.module or "")
+    return out
+
+
 def test_harness_never_imports_torch_at_module_level():
     offenders = [p for p in (REPO / "harness").rglob("*.py")
-                 if {"torch", "gem"} & imported_roots(p, top_level_only=True)]
+                 if "torch" in imported_roots(p, top_level_only=True)
+                 or top_level_gem_modules(p) - TORCH_FREE_GEM]
     assert offenders == []
+    code = ("import sys; import " + ", ".join(sorted(TORCH_FREE_GEM))
+            + "; print('torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert res.stdout.strip() == "False", res.stderr
 
 
 def test_importing_the_plugin_and_cli_does_not_load_torch():
