@@ -12,7 +12,7 @@ import math
 import posixpath
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +54,8 @@ class DeviceSession:
         self._agent_remote: str | None = None
         self._pushed: dict[str, str] = {}
         self._stale_checked = False
+        #: called with each step's name as a run goes (the CLI shows it as progress)
+        self.progress: Callable[[str], None] | None = None
 
     @property
     def transport(self) -> Transport:
@@ -153,21 +155,21 @@ class DeviceSession:
 
     def _run_agent(self, artifact: LocalArtifact, settings: RunSettings, run: _RunState) -> None:
         t0 = time.perf_counter()
-        run.stage = "pushing the agent"
+        self._stage(run, "pushing the agent")
         agent_remote = self.ensure_agent()
         if not self._stale_checked:
-            run.stage = "ending a stale agent"
+            self._stage(run, "looking for a stale agent")
             self._end_stale_agent(agent_remote, run)
             self._stale_checked = True
-        run.stage = "pushing the artifact"
+        self._stage(run, "pushing the artifact")
         remote_dir, run.push_skipped = self.push_artifact(artifact)
         run.push_s = time.perf_counter() - t0
-        run.stage = "preparing the device"
+        self._stage(run, "preparing the device")
         run.conditioning = self.platform.prepare(self.transport) or {}
         run.platform_prepared = True
         run.sensors = SensorSession.for_profile(self.profile, self.transport)
         t1 = time.perf_counter()
-        run.stage = "waiting for the device's sensors"
+        self._stage(run, "waiting for the device's sensors")
         paths = run.sensors.before_run()
         # cooldown and the idle-power baseline wait on purpose: not harness overhead
         run.sensor_wait_s = sensor_wait_s(run.sensors, time.perf_counter() - t1)
@@ -177,12 +179,20 @@ class DeviceSession:
         if paths:
             args += ["--sample-interval-ms", str(run.sensors.sample_interval_ms)]
         argv = run.sensors.agent_prefix() + self.platform.agent_argv(agent_remote, args)
-        run.stage = "running the agent"
+        self._stage(run, "running the agent", f"timed window {settings.min_duration_s:g}-"
+                    f"{settings.max_duration_s:g} s")
         res = self.transport.run(argv, timeout_s=settings.timeout_s)
         run.agent_wall_s = res.duration_s
         run.agent_out = parse_agent_output(self.profile.name, res)
-        run.stage = "reading the device's sensors"
+        self._stage(run, "reading the device's sensors")
         run.sensor_fields = run.sensors.after_run(run.agent_out)
+
+    def _stage(self, run: _RunState, stage: str, detail: str = "") -> None:
+        """Name the step in progress: for an interruption's message, and for the
+        person watching (self.progress, when a front door set one)."""
+        run.stage = stage
+        if self.progress is not None:
+            self.progress(f"{stage} ({detail})" if detail else stage)
 
     def _end_stale_agent(self, agent_remote: str, run: _RunState) -> None:
         """End an agent that outlived an earlier harness (its lease says which), so it

@@ -49,8 +49,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     say(f"building {plan.label} for {plan.profile.name} ...")
     art = plan.build_artifact()
-    with plan.open_device() as dev:
-        say(f"running on {plan.profile.name} ({plan.profile.transport}) ...")
+    from harness import progress
+
+    with plan.open_device() as dev, \
+            progress.task(f"{plan.profile.name} ({plan.profile.transport})") as shown:
+        dev.progress = shown.update
         outcome = dev.run_benchmark(art, budget_overrides=plan.budget_overrides,
                                     report_dir=plan.report_dir, run_id=plan.run_id)
     rec = outcome.record
