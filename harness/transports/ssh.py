@@ -25,7 +25,10 @@ Design choices and why:
   is not enough: a process without a tty does not get SIGHUP and ``sleep 30``
   would run on. ``timeout(1)`` was the alternative, but it needs coreutils or a
   recent busybox on the board and its exit codes collide with the command's.
-* Upload: SFTP with pipelined writes of large requests (see ``_upload``).
+* Push: ONE exec channel streams the file into a device-side script that
+  writes it to a temporary name and hashes the same bytes as they pass
+  (``_upload``), so a verified push reads the file once on the device and
+  costs what a plain upload costs; rename only after the hash matched.
 * Nothing secret is ever logged: key paths and public fingerprints only.
 """
 
@@ -35,6 +38,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import io
 import itertools
 import logging
 import os
@@ -62,7 +66,6 @@ from harness.errors import (
 )
 from harness.transports.base import (
     CommandResult,
-    PushResult,
     Transport,
     parse_sha256sum,
     safe_local_name,
@@ -80,10 +83,12 @@ FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr"
 #: Our receive window per channel: large so pulls are not throttled by acks.
 WINDOW_BYTES = 16 << 20
 MAX_PACKET_BYTES = 1 << 15
-#: SFTP write request size. paramiko's default is 32 KiB; OpenSSH's sftp-server
-#: accepts messages up to 256 KiB, so fewer, larger requests cut per-request
-#: Python overhead.
-SFTP_REQUEST_BYTES = 255 * 1024
+#: How much of the local file one read hands to the channel. paramiko cuts it
+#: into packets of the server's maximum size (32 KiB for OpenSSH sessions).
+STREAM_CHUNK_BYTES = 1 << 20
+#: A push fails when the device accepts no byte (or sends no answer) for this
+#: long; a dead link is noticed sooner through TCP_USER_TIMEOUT (tune_socket).
+STREAM_STALL_S = 60.0
 #: How long a killed command gets between SIGTERM and SIGKILL on the device.
 KILL_GRACE_S = 2.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -514,40 +519,102 @@ class SshTransport(Transport):
                        timeout_s=max(120.0, self.connect_timeout_s))
         return parse_sha256sum(self.device_name, remote, res)
 
-    def push(self, local: Path, remote: str, sha256: str | None = None) -> PushResult:
-        """Base push (skip if same hash, upload to tmp, verify, rename), then
-        record the verified hash beside the file for the next session's check."""
-        result = super().push(local, remote, sha256)
-        if not result.skipped:
-            self.run(["sh", "-c", _RECORD_SCRIPT, "sh", remote, _hash_record_path(remote),
-                      result.sha256], timeout_s=60)
-        return result
+    #: the streaming upload script creates the temporary file's folder itself
+    upload_makes_parent = True
 
-    def _upload(self, local: Path, remote_tmp: str) -> None:
-        """SFTP upload with pipelined large write requests.
+    def _upload(self, local: Path, remote_tmp: str) -> str:
+        """Stream local into remote_tmp and return the device's sha256 of it.
 
-        paramiko's putfo sends 32 KiB requests; 255 KiB requests (OpenSSH's
-        sftp-server takes up to 256 KiB) and pipelining without waiting for
-        each ack bring a 64 MB push to OpenSSH scp's speed on loopback (see
-        docs/ssh.md for the measurement).
+        One exec channel runs ``_STREAM_SCRIPT`` (every argument quoted); the
+        file goes down its stdin and the device writes it while hashing the
+        same bytes (python3's hashlib when the board has python3, else
+        ``tee`` into ``openssl dgst`` or ``sha256sum``), so nothing re-reads
+        the file. The script checks the byte count and every write, removes
+        the file on any failure (a dropped link included: it sees a short
+        stream and cleans up without us) and prints ``sha256 HEX BYTES``.
+        Unlike SFTP there are no per-request acknowledgements: the only
+        flow control is the SSH channel window.
         """
-        sftp = self._sftp_client()
+        size = local.stat().st_size
+        argv = ["sh", "-c", _STREAM_SCRIPT, "sh", remote_tmp, str(size), _STREAM_PY]
+        where = f"{self.device_name}: pushing {local.name} to {remote_tmp!r} on {self.address}"
         try:
-            with open(local, "rb") as src, sftp.open(remote_tmp, "wb") as dst:
-                dst.MAX_REQUEST_SIZE = SFTP_REQUEST_BYTES
-                dst.set_pipelined(True)
-                while chunk := src.read(4 * SFTP_REQUEST_BYTES):
-                    dst.write(chunk)
-                # send the tail now: close() collects the pipelined acks (and
-                # raises a write error) BEFORE it flushes its buffer
-                dst.flush()
+            src = open(local, "rb", buffering=0)  # noqa: SIM115 - closed in finally
         except OSError as exc:
-            raise TransferError(f"{self.device_name}: uploading {local} to {remote_tmp!r} on "
-                                f"{self.address} failed: {exc}") from None
-        except (paramiko.SSHException, EOFError) as exc:
+            raise TransferError(f"{where}: cannot read {local}: {exc.strerror}") from None
+        chan = self._open_channel(STREAM_STALL_S)
+        try:
+            chan.settimeout(STREAM_STALL_S)  # bounds each wait for window or answer
+            chan.exec_command(shlex.join(argv))
+            sent = self._stream_file(chan, src)
+            if sent == size and not chan.closed:
+                chan.shutdown_write()  # EOF: the script sees the end of the file
+            out, err, rc = _read_answer(chan, time.monotonic() + STREAM_STALL_S)
+        except TimeoutError:
+            raise TransferError(f"{where}: the device accepted no data for {STREAM_STALL_S:g} s; "
+                                "the partial file is removed by the device when the stream "
+                                "ends; check the board's disk and load, then push again"
+                                ) from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
             self._drop()
             raise TransferError(f"{self.device_name}: connection to {self.address} broke while "
-                                f"uploading {local.name}: {exc}") from None
+                                f"pushing {local.name} ({exc}); the board removes the partial "
+                                f"file {remote_tmp!r} when it sees the stream end short") \
+                from None
+        finally:
+            chan.close()
+            src.close()
+        if rc != 0 or sent != size:
+            detail = err.strip()[-800:] or out.strip()[-200:] or f"exit code {rc}"
+            raise TransferError(f"{where} failed (exit code {rc}, {sent} of {size} bytes sent): "
+                                f"{detail}; no file was left at that name")
+        got = _parse_stream_answer(out, size)
+        if got is None:
+            self._discard(remote_tmp)
+            raise TransferError(f"{where}: unexpected answer from the upload script {out!r} "
+                                f"(stderr {err.strip()[-300:]!r}); the partial file was removed")
+        return got
+
+    @staticmethod
+    def _stream_file(chan: paramiko.Channel, src: io.FileIO) -> int:
+        """Send the whole file down the channel; stop early if the script exited.
+
+        memoryview slices are handed to paramiko because ``sendall(bytes)``
+        copies the unsent rest after every 32 KiB packet (quadratic in the
+        chunk size). Returns the number of bytes sent.
+        """
+        buf = bytearray(STREAM_CHUNK_BYTES)
+        view = memoryview(buf)
+        sent = 0
+        while n := src.readinto(buf):
+            part = view[:n]
+            while part:
+                if chan.closed or chan.exit_status_ready():
+                    return sent  # the script gave up (it says why on stderr)
+                try:
+                    k = chan.send(part)
+                except TimeoutError:
+                    raise
+                except OSError:
+                    if chan.closed:  # closed by the server between check and send
+                        return sent
+                    raise
+                part = part[k:]
+                sent += k
+        return sent
+
+    def _commit(self, remote_tmp: str, remote: str, sha256: str) -> None:
+        """Rename the verified upload and record its hash beside it, in one
+        round trip; the record lets the next session's remote_sha256 skip an
+        unchanged re-push without reading the file."""
+        res = self.run(["sh", "-c", _COMMIT_SCRIPT, "sh", remote_tmp, remote,
+                        _hash_record_path(remote), sha256], timeout_s=60)
+        if not res.ok:
+            self._discard(remote_tmp)
+            raise TransferError(
+                f"{self.device_name}: cannot rename {remote_tmp!r} to {remote!r} on "
+                f"{self.address}: {res.stderr.strip() or f'exit code {res.rc}'}; the partial "
+                "file was removed")
 
     def pull(self, remote: str, local_dir: Path) -> Path:
         local_dir = Path(local_dir)
@@ -610,10 +677,116 @@ if command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r "$f" 2>/dev/nul
 exec sha256sum -- "$f"
 """
 
-#: $1 = file, $2 = hash record, $3 = verified hash. No stat (e.g. macOS) = no record.
-_RECORD_SCRIPT = r"""s=$(stat -c '%s %i %y %z' -- "$1" 2>/dev/null) || exit 0
-printf '%s %s\n' "$3" "$s" > "$2"
+#: $1 = verified upload, $2 = final name, $3 = hash record, $4 = its sha256.
+#: The record is only a shortcut for the next check: failing to write it (or
+#: no GNU stat, e.g. macOS) is not an error.
+_COMMIT_SCRIPT = r"""mv -f -- "$1" "$2" || exit 1
+s=$(stat -c '%s %i %y %z' -- "$2" 2>/dev/null) || exit 0
+printf '%s %s\n' "$4" "$s" 2>/dev/null > "$3" || rm -f -- "$3"
+exit 0
 """
+
+#: The device side of a push, run as ``sh -c SCRIPT sh TMP SIZE PYPROG``: stdin
+#: is the file. With python3 on the board it runs _STREAM_PY (1 MiB reads,
+#: hashlib); otherwise tee feeds the hash tool (tee's 8 KiB buffers cost more
+#: CPU, but it is everywhere). Either way: one pass, byte count checked, the
+#: file removed on any failure, ``sha256 HEX BYTES`` on success.
+_STREAM_SCRIPT = r"""f=$1 n=$2
+command -v python3 >/dev/null 2>&1 && exec python3 -I -S -c "$3" "$f" "$n"
+set -f
+case $f in -*) f=./$f;; esac
+mkdir -p -- "$(dirname -- "$f")" || exit 73
+if command -v openssl >/dev/null 2>&1; then set -- openssl dgst -sha256 -r
+else set -- sha256sum; fi
+out=$( { { tee -- "$f" >&6 || echo tee-failed >&5; } 6>&1 | "$@"; } 5>&1 ) || out="$out hash-failed"
+case $out in *-failed*)
+  rm -f -- "$f"; echo "writing or hashing $f failed ($out)" >&2; exit 74;; esac
+got=$(wc -c < "$f") || got=-1
+if [ "$((got))" -ne "$n" ]; then
+  rm -f -- "$f"; echo "short upload: $((got)) of $n bytes arrived; removed $f" >&2; exit 75; fi
+for w in $out; do [ ${#w} -eq 64 ] && { echo "sha256 $w $n"; exit 0; }; done
+rm -f -- "$f"; echo "no sha256 in the hash tool's output: $out" >&2; exit 76
+"""
+
+#: Python half of _STREAM_SCRIPT (argv: TMP SIZE). Kept to Python 3.4 syntax:
+#: boards ship old interpreters.
+_STREAM_PY = r"""import hashlib, os, sys
+path, size = sys.argv[1], int(sys.argv[2])
+def fail(msg, code):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    sys.stderr.write(msg + "\n")
+    sys.exit(code)
+try:
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+except OSError as e:
+    sys.stderr.write("cannot create %s: %s\n" % (path, e.strerror))
+    sys.exit(73)
+try:
+    import fcntl
+    fcntl.fcntl(0, 1031, 1 << 20)  # F_SETPIPE_SZ (Linux): fewer, larger reads
+except Exception:
+    pass
+h = hashlib.sha256()
+n = 0
+try:
+    while True:
+        b = os.read(0, 1 << 20)
+        if not b:
+            break
+        h.update(b)
+        v = memoryview(b)
+        while v:
+            v = v[os.write(fd, v):]
+        n += len(b)
+    os.close(fd)
+except OSError as e:
+    fail("writing %s failed after %d bytes: %s" % (path, n, e.strerror), 74)
+if n != size:
+    fail("short upload: %d of %d bytes arrived; removed %s" % (n, size, path), 75)
+sys.stdout.write("sha256 %s %d\n" % (h.hexdigest(), n))
+"""
+
+
+def _parse_stream_answer(out: str, size: int) -> str | None:
+    """The hash from the upload script's ``sha256 HEX BYTES`` line, or None."""
+    parts = out.split()
+    if len(parts) != 3 or parts[0] != "sha256" or parts[2] != str(size):
+        return None
+    digest = parts[1].lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        return None
+    return digest
+
+
+def _read_answer(chan: paramiko.Channel, deadline: float) -> tuple[str, str, int | None]:
+    """stdout, stderr and exit status of a channel whose input is done.
+
+    The channel's timeout (settimeout) bounds each wait; the deadline bounds
+    the whole (a script that keeps talking but never exits).
+    """
+    out = bytearray()
+    err = bytearray()
+    while not (chan.closed or (chan.eof_received and chan.exit_status_ready())) \
+            or chan.recv_ready() or chan.recv_stderr_ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError("no exit status from the upload script")
+        if chan.recv_ready():
+            out += chan.recv(1 << 16)
+        elif chan.recv_stderr_ready():
+            err += chan.recv_stderr(1 << 16)
+        elif chan.closed or chan.eof_received:
+            chan.status_event.wait(0.05)  # output done, exit status on its way
+        else:
+            select.select([chan], [], [], 0.5)
+    rc = chan.recv_exit_status() if chan.exit_status_ready() else None
+    return out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), \
+        None if rc == -1 else rc
 
 
 def tune_socket(sock: socket.socket, keepalive_s: float) -> None:
