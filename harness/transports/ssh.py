@@ -536,7 +536,6 @@ class SshTransport(Transport):
         flow control is the SSH channel window.
         """
         size = local.stat().st_size
-        argv = ["sh", "-c", _STREAM_SCRIPT, "sh", remote_tmp, str(size), _STREAM_PY]
         where = f"{self.device_name}: pushing {local.name} to {remote_tmp!r} on {self.address}"
         try:
             src = open(local, "rb", buffering=0)  # noqa: SIM115 - closed in finally
@@ -545,7 +544,7 @@ class SshTransport(Transport):
         chan = self._open_channel(STREAM_STALL_S)
         try:
             chan.settimeout(STREAM_STALL_S)  # bounds each wait for window or answer
-            chan.exec_command(shlex.join(argv))
+            chan.exec_command(self._stream_command(remote_tmp, size))
             sent = self._stream_file(chan, src)
             if sent == size and not chan.closed:
                 chan.shutdown_write()  # EOF: the script sees the end of the file
@@ -574,6 +573,11 @@ class SshTransport(Transport):
             raise TransferError(f"{where}: unexpected answer from the upload script {out!r} "
                                 f"(stderr {err.strip()[-300:]!r}); the partial file was removed")
         return got
+
+    def _stream_command(self, remote_tmp: str, size: int) -> str:
+        """The device command of a push (a method so a test can run it under
+        another PATH, e.g. one without python3, to exercise the tee path)."""
+        return shlex.join(["sh", "-c", _STREAM_SCRIPT, "sh", remote_tmp, str(size), _STREAM_PY])
 
     @staticmethod
     def _stream_file(chan: paramiko.Channel, src: io.FileIO) -> int:
