@@ -549,6 +549,8 @@ class SshTransport(Transport):
             if sent == size and not chan.closed:
                 chan.shutdown_write()  # EOF: the script sees the end of the file
             out, err, rc = _read_answer(chan, time.monotonic() + STREAM_STALL_S)
+            if rc is None and not self._alive():
+                raise EOFError("the connection closed before the upload script answered")
         except TimeoutError:
             raise TransferError(f"{where}: the device accepted no data for {STREAM_STALL_S:g} s; "
                                 "the partial file is removed by the device when the stream "
@@ -557,7 +559,7 @@ class SshTransport(Transport):
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self._drop()
             raise TransferError(f"{self.device_name}: connection to {self.address} broke while "
-                                f"pushing {local.name} ({exc}); the board removes the partial "
+                                f"pushing {local.name} ({exc or type(exc).__name__}); the board removes the partial "
                                 f"file {remote_tmp!r} when it sees the stream end short") \
                 from None
         finally:
