@@ -201,6 +201,8 @@ class SshTransport(Transport):
         self._pkey = load_private_key(self.key_file, f"{self.where}: [ssh] key_file")
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        #: upload channels waiting for push's verdict, by temporary name
+        self._pending: dict[str, paramiko.Channel] = {}
         self.connections_opened = 0
 
     @classmethod
@@ -507,13 +509,13 @@ class SshTransport(Transport):
     def remote_sha256(self, remote: str) -> str | None:
         """sha256 of a device file in ONE round trip, cheap when we pushed it.
 
-        Order: (1) the hash recorded right after our own verified push, if the
-        file's size, inode, mtime and ctime (nanosecond stamps where the file
-        system keeps them) still match what was recorded then: any write or
-        replacement changes ctime or the inode. This is what
-        makes an unchanged re-push cost one round trip instead of re-reading
-        the file; (2) ``openssl dgst -sha256`` (uses SHA/NEON instructions,
-        ~4x faster than coreutils here); (3) ``sha256sum``.
+        Order: (1) the hash recorded by our own verified push, if the file's
+        size, inode, mtime and ctime (nanoseconds where the file system keeps
+        them) still match what was recorded then: any write or replacement
+        changes ctime or the inode. This is what makes an unchanged re-push
+        cost one round trip instead of re-reading the file; (2) ``openssl dgst
+        -sha256`` (uses SHA/NEON instructions, ~4x faster than coreutils
+        here); (3) ``sha256sum``.
         """
         res = self.run(["sh", "-c", _HASH_SCRIPT, "sh", remote, _hash_record_path(remote)],
                        timeout_s=max(120.0, self.connect_timeout_s))
@@ -528,12 +530,14 @@ class SshTransport(Transport):
         One exec channel runs ``_STREAM_SCRIPT`` (every argument quoted); the
         file goes down its stdin and the device writes it while hashing the
         same bytes (python3's hashlib when the board has python3, else
-        ``tee`` into ``openssl dgst`` or ``sha256sum``), so nothing re-reads
-        the file. The script checks the byte count and every write, removes
-        the file on any failure (a dropped link included: it sees a short
-        stream and cleans up without us) and prints ``sha256 HEX BYTES``.
-        Unlike SFTP there are no per-request acknowledgements: the only
-        flow control is the SSH channel window.
+        ``head | tee`` into ``openssl dgst`` or ``sha256sum``), so nothing
+        re-reads the file. The script reads exactly the file's size, checks
+        every write, answers ``sha256 HEX BYTES`` and then waits on the SAME
+        channel for push's verdict: ``_commit`` renames and records the hash
+        there, ``_discard`` removes the file, and a channel that closes
+        without a verdict (a dropped link, a crashed harness) also removes it.
+        That saves the two extra commands (and their processes on the
+        device) a rename and a hash record would cost.
         """
         size = local.stat().st_size
         where = f"{self.device_name}: pushing {local.name} to {remote_tmp!r} on {self.address}"
@@ -542,39 +546,40 @@ class SshTransport(Transport):
         except OSError as exc:
             raise TransferError(f"{where}: cannot read {local}: {exc.strerror}") from None
         chan = self._open_channel(STREAM_STALL_S)
+        keep = False
         try:
             chan.settimeout(STREAM_STALL_S)  # bounds each wait for window or answer
             chan.exec_command(self._stream_command(remote_tmp, size))
             sent = self._stream_file(chan, src)
-            if sent == size and not chan.closed:
-                chan.shutdown_write()  # EOF: the script sees the end of the file
+            line = _read_line(chan, time.monotonic() + STREAM_STALL_S)
+            got = _parse_stream_answer(line, size)
+            if got is not None:
+                keep = True
+                old = self._pending.pop(remote_tmp, None)
+                if old is not None:
+                    old.close()
+                self._pending[remote_tmp] = chan
+                return got
             out, err, rc = _read_answer(chan, time.monotonic() + STREAM_STALL_S)
             if rc is None and not self._alive():
                 raise EOFError("the connection closed before the upload script answered")
         except TimeoutError:
             raise TransferError(f"{where}: the device accepted no data for {STREAM_STALL_S:g} s; "
-                                "the partial file is removed by the device when the stream "
-                                "ends; check the board's disk and load, then push again"
-                                ) from None
+                                "the device removes the partial file when the channel closes; "
+                                "check the board's disk and load, then push again") from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self._drop()
             raise TransferError(f"{self.device_name}: connection to {self.address} broke while "
-                                f"pushing {local.name} ({exc or type(exc).__name__}); the board removes the partial "
-                                f"file {remote_tmp!r} when it sees the stream end short") \
-                from None
+                                f"pushing {local.name} ({exc or type(exc).__name__}); the board "
+                                f"removes the partial file {remote_tmp!r} when it sees the "
+                                "stream end short") from None
         finally:
-            chan.close()
+            if not keep:
+                chan.close()
             src.close()
-        if rc != 0 or sent != size:
-            detail = err.strip()[-800:] or out.strip()[-200:] or f"exit code {rc}"
-            raise TransferError(f"{where} failed (exit code {rc}, {sent} of {size} bytes sent): "
-                                f"{detail}; no file was left at that name")
-        got = _parse_stream_answer(out, size)
-        if got is None:
-            self._discard(remote_tmp)
-            raise TransferError(f"{where}: unexpected answer from the upload script {out!r} "
-                                f"(stderr {err.strip()[-300:]!r}); the partial file was removed")
-        return got
+        detail = err.strip()[-800:] or (line + out).strip()[-200:] or f"exit code {rc}"
+        raise TransferError(f"{where} failed (exit code {rc}, {sent} of {size} bytes sent): "
+                            f"{detail}; no file was left at that name")
 
     def _stream_command(self, remote_tmp: str, size: int) -> str:
         """The device command of a push (a method so a test can run it under
@@ -609,18 +614,50 @@ class SshTransport(Transport):
                 sent += k
         return sent
 
+    def _verdict(self, remote_tmp: str, verdict: str) -> tuple[str, str, int | None] | None:
+        """Send the verdict to the upload script still waiting for it; None
+        when there is none (a subclass or an earlier failure closed it)."""
+        chan = self._pending.pop(remote_tmp, None)
+        if chan is None:
+            return None
+        try:
+            if chan.closed:
+                return None
+            chan.sendall(verdict.encode() + b"\n")
+            chan.shutdown_write()
+            return _read_answer(chan, time.monotonic() + 60)
+        except (paramiko.SSHException, EOFError, OSError):
+            return None  # the plain command path below decides
+        finally:
+            chan.close()
+
+    def _discard(self, remote_tmp: str) -> None:
+        if self._verdict(remote_tmp, "abort") is None:
+            super()._discard(remote_tmp)
+
     def _commit(self, remote_tmp: str, remote: str, sha256: str) -> None:
         """Rename the verified upload and record its hash beside it, in one
-        round trip; the record lets the next session's remote_sha256 skip an
-        unchanged re-push without reading the file."""
-        res = self.run(["sh", "-c", _COMMIT_SCRIPT, "sh", remote_tmp, remote,
-                        _hash_record_path(remote), sha256], timeout_s=60)
-        if not res.ok:
-            self._discard(remote_tmp)
-            raise TransferError(
-                f"{self.device_name}: cannot rename {remote_tmp!r} to {remote!r} on "
-                f"{self.address}: {res.stderr.strip() or f'exit code {res.rc}'}; the partial "
-                "file was removed")
+        round trip on the upload's own channel (or one command when that is
+        gone); the record lets the next remote_sha256 skip an unchanged
+        re-push without reading the file."""
+        answer = None
+        if remote_tmp == f"{remote}.part-{sha256[:12]}":  # the script derives the final name
+            answer = self._verdict(remote_tmp, f"commit {sha256}")
+        if answer is not None:
+            out, err, rc = answer
+            if rc == 0 and out.strip() == "committed":
+                return
+            detail = err.strip() or out.strip() or f"exit code {rc}"
+        else:
+            res = self.run(["sh", "-c", _COMMIT_SCRIPT, "sh", remote_tmp, remote,
+                            _hash_record_path(remote), sha256], timeout_s=60)
+            if res.ok:
+                return
+            super()._discard(remote_tmp)
+            detail = res.stderr.strip() or f"exit code {res.rc}"
+        raise TransferError(
+            f"{self.device_name}: cannot rename {remote_tmp!r} to {remote!r} on "
+            f"{self.address}: {detail}; the partial file was removed")
 
     def pull(self, remote: str, local_dir: Path) -> Path:
         local_dir = Path(local_dir)
@@ -673,30 +710,34 @@ def _hash_record_path(remote: str) -> str:
 
 
 #: $1 = file, $2 = hash record. Prints "HASH  FILE" like sha256sum, or fails
-#: with "No such file" (parse_sha256sum maps that to None).
+#: with "No such file" (parse_sha256sum maps that to None). The record holds
+#: "HASH SIZE INODE MTIME CTIME" (epoch seconds with nanoseconds).
 _HASH_SCRIPT = r"""f=$1; c=$2
 case $f in -*) f=./$f;; esac
 [ -f "$f" ] || { echo "$f: No such file or directory" >&2; exit 1; }
-if [ -f "$c" ] && s=$(stat -c '%s %i %y %z' -- "$f" 2>/dev/null) && read -r h rest < "$c" \
+if [ -f "$c" ] && s=$(stat -c '%s %i %.9Y %.9Z' -- "$f" 2>/dev/null) && read -r h rest < "$c" \
    && [ "$rest" = "$s" ]; then echo "$h  $f"; exit 0; fi
 if command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r "$f" 2>/dev/null; then exit 0; fi
 exec sha256sum -- "$f"
 """
 
 #: $1 = verified upload, $2 = final name, $3 = hash record, $4 = its sha256.
-#: The record is only a shortcut for the next check: failing to write it (or
-#: no GNU stat, e.g. macOS) is not an error.
+#: Used when the upload's own channel is gone. The record is only a shortcut
+#: for the next check: failing to write it (or a stat without %.9Y) is fine.
 _COMMIT_SCRIPT = r"""mv -f -- "$1" "$2" || exit 1
-s=$(stat -c '%s %i %y %z' -- "$2" 2>/dev/null) || exit 0
+s=$(stat -c '%s %i %.9Y %.9Z' -- "$2" 2>/dev/null) || exit 0
 printf '%s %s\n' "$4" "$s" 2>/dev/null > "$3" || rm -f -- "$3"
 exit 0
 """
 
-#: The device side of a push, run as ``sh -c SCRIPT sh TMP SIZE PYPROG``: stdin
-#: is the file. With python3 on the board it runs _STREAM_PY (1 MiB reads,
-#: hashlib); otherwise tee feeds the hash tool (tee's 8 KiB buffers cost more
-#: CPU, but it is everywhere). Either way: one pass, byte count checked, the
-#: file removed on any failure, ``sha256 HEX BYTES`` on success.
+#: The device side of a push, run as ``sh -c SCRIPT sh TMP SIZE PYPROG`` with
+#: the file on stdin. With python3 on the board it runs _STREAM_PY (1 MiB
+#: reads, hashlib); otherwise head | tee feeds the hash tool (8 KiB buffers
+#: and two more processes cost more CPU, but they are everywhere). Either way:
+#: one pass, exactly SIZE bytes read, every write checked, ``sha256 HEX BYTES``
+#: printed; then one verdict line: ``commit SHA`` renames TMP to its name
+#: without the ``.part-*`` suffix and writes the hash record; anything else
+#: (``abort``, or EOF from a lost link) removes TMP. Any failure removes TMP.
 _STREAM_SCRIPT = r"""f=$1 n=$2
 command -v python3 >/dev/null 2>&1 && exec python3 -I -S -c "$3" "$f" "$n"
 set -f
@@ -704,14 +745,25 @@ case $f in -*) f=./$f;; esac
 mkdir -p -- "$(dirname -- "$f")" || exit 73
 if command -v openssl >/dev/null 2>&1; then set -- openssl dgst -sha256 -r
 else set -- sha256sum; fi
-out=$( { { tee -- "$f" >&6 || echo tee-failed >&5; } 6>&1 | "$@"; } 5>&1 ) || out="$out hash-failed"
+out=$( { { head -c "$n" | tee -- "$f" || echo tee-failed >&5; } | "$@"; } 5>&1 ) \
+  || out="$out hash-failed"
 case $out in *-failed*)
   rm -f -- "$f"; echo "writing or hashing $f failed ($out)" >&2; exit 74;; esac
 got=$(wc -c < "$f") || got=-1
 if [ "$((got))" -ne "$n" ]; then
   rm -f -- "$f"; echo "short upload: $((got)) of $n bytes arrived; removed $f" >&2; exit 75; fi
-for w in $out; do [ ${#w} -eq 64 ] && { echo "sha256 $w $n"; exit 0; }; done
-rm -f -- "$f"; echo "no sha256 in the hash tool's output: $out" >&2; exit 76
+h=; for w in $out; do [ ${#w} -eq 64 ] && h=$w; done
+[ -n "$h" ] || { rm -f -- "$f"; echo "no sha256 in the hash tool's output: $out" >&2; exit 76; }
+echo "sha256 $h $n"
+read -r verdict sha || verdict=eof
+[ "$verdict" = commit ] || { rm -f -- "$f"; echo aborted; exit 0; }
+final=${f%.part-*}
+mv -f -- "$f" "$final" || { rm -f -- "$f"; exit 77; }
+case $final in */*) rec=${final%/*}/.${final##*/}.gem-hil-sha256;;
+  *) rec=.$final.gem-hil-sha256;; esac
+s=$(stat -c '%s %i %.9Y %.9Z' -- "$final" 2>/dev/null) \
+  && { printf '%s %s\n' "$sha" "$s" 2>/dev/null > "$rec" || rm -f -- "$rec"; }
+echo committed
 """
 
 #: Python half of _STREAM_SCRIPT (argv: TMP SIZE). Kept to Python 3.4 syntax:
@@ -741,8 +793,8 @@ except Exception:
 h = hashlib.sha256()
 n = 0
 try:
-    while True:
-        b = os.read(0, 1 << 20)
+    while n < size:
+        b = os.read(0, min(1 << 20, size - n))
         if not b:
             break
         h.update(b)
@@ -756,6 +808,34 @@ except OSError as e:
 if n != size:
     fail("short upload: %d of %d bytes arrived; removed %s" % (n, size, path), 75)
 sys.stdout.write("sha256 %s %d\n" % (h.hexdigest(), n))
+sys.stdout.flush()
+line = b""
+while not line.endswith(b"\n"):
+    b = os.read(0, 256)
+    if not b:
+        break
+    line += b
+words = line.decode("ascii", "replace").split()
+if len(words) != 2 or words[0] != "commit":
+    fail("aborted", 0)
+final = path[:path.rindex(".part-")]
+try:
+    os.rename(path, final)
+except OSError as e:
+    fail("cannot rename %s to %s: %s" % (path, final, e.strerror), 77)
+head, name = os.path.split(final)
+record = os.path.join(head, "." + name + ".gem-hil-sha256")
+try:
+    st = os.stat(final)
+    with open(record, "w") as f:
+        f.write("%s %d %d %d.%09d %d.%09d\n" % ((words[1], st.st_size, st.st_ino)
+                + divmod(st.st_mtime_ns, 10 ** 9) + divmod(st.st_ctime_ns, 10 ** 9)))
+except (OSError, AttributeError):
+    try:
+        os.unlink(record)
+    except OSError:
+        pass
+sys.stdout.write("committed\n")
 """
 
 
@@ -768,6 +848,29 @@ def _parse_stream_answer(out: str, size: int) -> str | None:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         return None
     return digest
+
+
+def _read_line(chan: paramiko.Channel, deadline: float) -> str:
+    """The first stdout line of a channel ('' if it ends without one).
+
+    Byte by byte from paramiko's buffer once data is there: the answer is one
+    short line, and nothing after it may be consumed (it belongs to
+    _read_answer).
+    """
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        if chan.recv_ready():
+            b = chan.recv(1)
+            if not b:
+                break
+            line += b
+        elif chan.closed or chan.eof_received:
+            break
+        elif time.monotonic() > deadline:
+            raise TimeoutError("no answer from the upload script")
+        else:
+            select.select([chan], [], [], 0.5)
+    return line.decode("utf-8", "replace")
 
 
 def _read_answer(chan: paramiko.Channel, deadline: float) -> tuple[str, str, int | None]:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.ssh
 
 #: Tools the upload script may call; a PATH made of links to these (and
 #: without python3) sends it down its tee path.
-SHELL_TOOLS = ("sh", "mkdir", "dirname", "tee", "wc", "rm", "cat")
+SHELL_TOOLS = ("sh", "mkdir", "dirname", "head", "tee", "wc", "rm", "mv", "stat", "cat")
 #: device paths: name -> extra tools (None: the board's own PATH, with python3)
 DEVICE_PATHS = {"python3": None, "tee+openssl": ("openssl",), "tee+sha256sum": ("sha256sum",)}
 
@@ -62,8 +62,10 @@ class RecordingSsh(SshTransport):
         elif self.tamper == "short":
             data = data[: len(data) // 2]
         chan.sendall(bytes(data))
+        if self.tamper == "short":
+            chan.shutdown_write()  # the stream ends early, as when the sender dies
         # claim the whole file went, so the device's own check is what catches it
-        return len(data) if self.tamper == "flip" else os.fstat(src.fileno()).st_size
+        return os.fstat(src.fileno()).st_size
 
 
 def transport(board: SshdBoard, cls: type[SshTransport] = RecordingSsh) -> SshTransport:
@@ -116,8 +118,9 @@ def test_hash_comes_from_the_stream_in_one_pass(t: RecordingSsh, tmp_path: Path)
     res = t.push(local, f"{folder}/model.bin", sha256=want)
     assert not res.skipped and res.sha256 == want and res.size_bytes == local.stat().st_size
     assert t.streams == 1
-    # the check before, the rename after: no mkdir, no hash of the .part file
-    assert len(t.commands) == 2, t.commands
+    # the check before, nothing after: the rename and the record happen on the
+    # upload's own channel; no mkdir, no second hash of the .part file
+    assert len(t.commands) == 1, t.commands
     assert not any(".part-" in arg for arg in t.commands[0])
     assert listing(t, folder) == [".model.bin.gem-hil-sha256", "model.bin"]
     plain = transport_plain(t)
@@ -203,8 +206,9 @@ def test_push_into_a_missing_folder(t: RecordingSsh, tmp_path: Path) -> None:
     assert not any(c[0] == "mkdir" for c in t.commands)  # the upload script made it
 
 
-@pytest.mark.parametrize("name", ["it's a \"model\" $(touch gem-hil-pwned).bin `touch gem-hil-pwned`",
-                                  "-leading dash.bin", "tab\there; rm -rf ~.bin", "ünï ☃.bin"])
+@pytest.mark.parametrize("name", [
+    "it's a \"model\" $(touch gem-hil-pwned).bin `touch gem-hil-pwned`",
+    "-leading dash.bin", "tab\there; rm -rf ~.bin", "ünï ☃.bin", "x.part-0123456789ab.bin"])
 def test_odd_names_are_quoted(t: RecordingSsh, tmp_path: Path, name: str) -> None:
     local = payload(tmp_path, 10_000)
     folder = fresh_folder(t, "names")
@@ -213,7 +217,8 @@ def test_odd_names_are_quoted(t: RecordingSsh, tmp_path: Path, name: str) -> Non
     assert not res.skipped
     got = t.run(["sh", "-c", 'cd "$1" && for f in * .*; do printf "%s\\n" "$f"; done', "sh",
                  folder]).stdout.splitlines()
-    assert name in got and not any(".part-" in f for f in got)
+    assert sorted(f for f in got if f not in (".", "..")) == sorted(
+        [name, f".{name}.gem-hil-sha256"])  # the file and its record, no .part left
     assert t.remote_sha256(remote) == sha256_file(local)
     for where in (folder, "."):  # neither where the script ran nor beside the file
         assert t.run(["test", "-e", f"{where}/gem-hil-pwned"]).rc == 1
@@ -241,3 +246,22 @@ def test_unwritable_destination_is_a_clear_error(t: RecordingSsh, tmp_path: Path
     msg = str(exc.value)
     assert "ssh-board" in msg and "/gem-hil-no-permission/model.bin" in msg
     assert "ermission denied" in msg
+
+
+def test_the_record_written_on_the_device_is_what_the_next_check_trusts(
+        t: RecordingSsh, tmp_path: Path) -> None:
+    """The upload script writes the hash record itself (python or shell); the
+    next session's check must accept it without re-reading the file. Proof:
+    a record whose hash is swapped (stat fields kept) is believed."""
+    local = payload(tmp_path, 5000)
+    folder = fresh_folder(t, "record")
+    remote = f"{folder}/model.bin"
+    t.push(local, remote)
+    record = f"{folder}/.model.bin.gem-hil-sha256"
+    line = t.run(["cat", record]).stdout
+    stat = t.run(["stat", "-c", "%s %i %.9Y %.9Z", remote]).stdout.strip()
+    assert line == f"{sha256_file(local)} {stat}\n"
+    fake = "f" * 64
+    assert t.run(["sh", "-c", 'printf "%s %s\\n" "$1" "$2" > "$3"', "sh", fake, stat,
+                  record]).ok
+    assert t.remote_sha256(remote) == fake  # the record was used, not a fresh hash
