@@ -14,10 +14,11 @@ What is compared, and why so:
   every scp going through its ControlPath.
 * Connection fresh on both sides: a new SshTransport (connect, authenticate,
   push, close) against a plain scp that pays its own handshake.
-* Upload alone against verified push: "upload only" streams the file over
-  the same kind of exec channel into ``cat`` (no hash, no rename); "verified
-  push" is ``SshTransport.push`` with the sha256 known from the manifest, as
-  the engine calls it: check, stream while the device hashes, rename.
+* Upload alone against verified push: "upload only" is the same exec-channel
+  stream into the same device-side writer with its hashing taken out (no
+  check, no verification); "verified push" is ``SshTransport.push`` with the
+  sha256 known from the manifest, as the engine calls it: check, stream while
+  the device hashes, rename. Their difference is what verification costs.
 
 All methods run interleaved (one of each per round, the starting method
 rotating each round) after one warm-up round, so drift on a shared machine
@@ -101,9 +102,12 @@ def one_push(local: Path, profile: Path | None, ap: argparse.ArgumentParser) -> 
 
 def run_bench(board, tmp: Path, args: argparse.Namespace) -> str:  # noqa: ANN001
     from harness.transports.base import sha256_file
-    from harness.transports.ssh import SshTransport, _read_answer
+    from harness.transports.ssh import _STREAM_PY, SshTransport, _read_answer
 
     size = args.size_mb << 20
+    # "upload only": the very stream and device writer of a push, hashing taken out
+    writer_only = _STREAM_PY.replace("        h.update(b)\n", "")
+    assert writer_only != _STREAM_PY, "the device writer changed: update bench_push.py"
     big = tmp / "artifact.bin"
     big.write_bytes(os.urandom(size))
     want = sha256_file(big)
@@ -140,13 +144,14 @@ def run_bench(board, tmp: Path, args: argparse.Namespace) -> str:  # noqa: ANN00
         def upload_only(i: int) -> None:
             chan = t._open_channel(60)
             try:
-                chan.exec_command(shlex.join(["sh", "-c", 'cat > "$1"', "sh",
-                                              f"{WORKDIR}/up{i}"]))
+                chan.exec_command(shlex.join(["python3", "-I", "-S", "-c", writer_only,
+                                              f"{WORKDIR}/up{i}.part-x", str(size)]))
                 with open(big, "rb", buffering=0) as src:
                     assert t._stream_file(chan, src) == size
+                chan.sendall(b"commit " + b"0" * 64 + b"\n")
                 chan.shutdown_write()
-                _, err, rc = _read_answer(chan, time.monotonic() + 60)
-                assert rc == 0, err
+                out, err, rc = _read_answer(chan, time.monotonic() + 60)
+                assert rc == 0 and out.endswith("committed\n"), (out, err)
             finally:
                 chan.close()
 
@@ -238,8 +243,8 @@ def render(rows: dict[str, list[float]], extra: dict[str, list[float]],
 
     labels = {
         "scp_reused": ("reused", "OpenSSH `scp`, through a ControlMaster", "scp_reused"),
-        "upload": ("reused", "SshTransport upload only (stream into `cat`, no hash)",
-                   "scp_reused"),
+        "upload": ("reused", "SshTransport upload only (same stream and device writer, "
+                   "hashing taken out)", "scp_reused"),
         "push": ("reused", "**SshTransport.push, verified** (hash while streaming, rename)",
                  "scp_reused"),
         "scp_fresh": ("fresh", "OpenSSH `scp`, own handshake", "scp_fresh"),
