@@ -27,9 +27,10 @@ scp" is the median (min-max) of the per-round ratios against scp with the
 same connection mode. Nothing is written unless --write-docs is given; then
 the table replaces the one between the bench_push markers in docs/ssh.md.
 
-``--one-push FILE --profile P.toml`` connects with profile P, pushes FILE once
-(sha256 computed locally, the upload never skipped) and exits: the whole
-process a user runs for a one-off push, to time against one scp from outside.
+``--one-push FILE --profile P.toml [--sha256 HEX]`` connects with profile P,
+pushes FILE once to a new name (sha256 computed locally unless given, as a
+manifest gives it) and exits: the whole process a user runs for a one-off
+push, to time from outside against one scp.
 """
 
 from __future__ import annotations
@@ -65,9 +66,10 @@ def main() -> int:
     ap.add_argument("--one-push", type=Path, metavar="FILE",
                     help="push FILE once with --profile and exit (for whole-process timing)")
     ap.add_argument("--profile", type=Path, help="device profile for --one-push")
+    ap.add_argument("--sha256", help="for --one-push: the file's sha256, as a manifest gives it")
     args = ap.parse_args()
     if args.one_push:
-        return one_push(args.one_push, args.profile, ap)
+        return one_push(args.one_push, args.profile, args.sha256, ap)
     if args.repeat < 1 or args.size_mb < 1:
         ap.error("--repeat and --size-mb must be at least 1")
 
@@ -86,7 +88,8 @@ def main() -> int:
     return 0
 
 
-def one_push(local: Path, profile: Path | None, ap: argparse.ArgumentParser) -> int:
+def one_push(local: Path, profile: Path | None, sha256: str | None,
+             ap: argparse.ArgumentParser) -> int:
     if profile is None:
         ap.error("--one-push needs --profile (a device profile with an [ssh] table)")
     from harness.profiles import parse_profile
@@ -94,7 +97,7 @@ def one_push(local: Path, profile: Path | None, ap: argparse.ArgumentParser) -> 
 
     with SshTransport.from_profile(parse_profile(profile)) as t:
         remote = f"{WORKDIR}/one-push/{os.getpid()}/{local.name}"
-        res = t.push(local, remote)
+        res = t.push(local, remote, sha256=sha256)
         t.run(["rm", "-rf", "--", posixpath.dirname(remote)])
     print(f"pushed {res.size_bytes} bytes in {res.duration_s:.3f} s (sha256 {res.sha256[:12]})")
     return 0
