@@ -203,7 +203,6 @@ class SshTransport(Transport):
         self._sftp: paramiko.SFTPClient | None = None
         #: upload channels waiting for push's verdict, by temporary name
         self._pending: dict[str, paramiko.Channel] = {}
-        self._sftp_refused = False
         self.connections_opened = 0
 
     @classmethod
@@ -516,31 +515,13 @@ class SshTransport(Transport):
         changes ctime or the inode. This is what makes an unchanged re-push
         cost one round trip instead of re-reading the file; (2) ``openssl dgst
         -sha256`` (uses SHA/NEON instructions, ~4x faster than coreutils
-        here); (3) ``sha256sum``. A file that does not exist (every first
-        push) is found out by an SFTP stat on the session's SFTP channel,
-        which starts no process on the board (~1 ms instead of ~5).
+        here); (3) ``sha256sum``. (An SFTP stat would find a missing file
+        without starting a process, ~5 ms less on a first push, but cost the
+        skip of an unchanged file a second round trip.)
         """
-        if self._missing_by_sftp(remote):
-            return None
         res = self.run(["sh", "-c", _HASH_SCRIPT, "sh", remote, _hash_record_path(remote)],
                        timeout_s=max(120.0, self.connect_timeout_s))
         return parse_sha256sum(self.device_name, remote, res)
-
-    def _missing_by_sftp(self, remote: str) -> bool:
-        """True only when SFTP says remote does not exist; anything else
-        (no SFTP, no permission, it exists) leaves the answer to the script."""
-        if self._sftp_refused:
-            return False
-        try:
-            self._sftp_client().stat(remote)
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            return getattr(exc, "errno", None) == errno.ENOENT
-        except (TransportError, paramiko.SSHException, EOFError):
-            self._sftp_refused = True  # a board without SFTP: do not ask again
-            return False
-        return False
 
     #: the streaming upload script creates the temporary file's folder itself
     upload_makes_parent = True
