@@ -529,8 +529,9 @@ class SshTransport(Transport):
     def _upload(self, local: Path, remote_tmp: str) -> str:
         """Stream local into remote_tmp and return the device's sha256 of it.
 
-        One exec channel runs ``_STREAM_SCRIPT`` (every argument quoted); the
-        file goes down its stdin and the device writes it while hashing the
+        One exec channel runs ``_STREAM_PY`` under the board's python3, or
+        ``_STREAM_SCRIPT`` without one (every argument quoted); the file goes
+        down its stdin and the device writes it while hashing the
         same bytes (python3's hashlib when the board has python3, else
         ``head | tee`` into ``openssl dgst`` or ``sha256sum``), so nothing
         re-reads the file. The script reads exactly the file's size, checks
@@ -553,8 +554,13 @@ class SshTransport(Transport):
             chan.settimeout(STREAM_STALL_S)  # bounds each wait for window or answer
             chan.exec_command(self._stream_command(remote_tmp, size))
             sent = self._stream_file(chan, src)
-            line = _read_line(chan, time.monotonic() + STREAM_STALL_S)
-            got = _parse_stream_answer(line, size)
+            line = ""
+            while True:  # skip what a chatty login shell may print first
+                more = _read_line(chan, time.monotonic() + STREAM_STALL_S)
+                got = _parse_stream_answer(more, size)
+                if got is not None or not more:
+                    break
+                line += more
             if got is not None:
                 keep = True
                 old = self._pending.pop(remote_tmp, None)

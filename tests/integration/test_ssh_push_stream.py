@@ -265,3 +265,22 @@ def test_the_record_written_on_the_device_is_what_the_next_check_trusts(
     assert t.run(["sh", "-c", 'printf "%s %s\\n" "$1" "$2" > "$3"', "sh", fake, stat,
                   record]).ok
     assert t.remote_sha256(remote) == fake  # the record was used, not a fresh hash
+
+
+def test_a_chatty_login_shell_does_not_confuse_the_push(sshd_board: SshdBoard,
+                                                        tmp_path: Path) -> None:
+    """Some boards' shell start-up files print a banner even for commands."""
+    class Chatty(SshTransport):
+        def _stream_command(self, remote_tmp: str, size: int) -> str:
+            return "echo 'Welcome to the board!'; echo; " + super()._stream_command(remote_tmp,
+                                                                                    size)
+
+    local = payload(tmp_path, 70_000)
+    t = transport(sshd_board, Chatty)
+    try:
+        folder = fresh_folder(t, "chatty")
+        res = t.push(local, f"{folder}/model.bin")
+        assert res.sha256 == sha256_file(local) == t.remote_sha256(f"{folder}/model.bin")
+        assert listing(t, folder) == [".model.bin.gem-hil-sha256", "model.bin"]
+    finally:
+        t.close()
