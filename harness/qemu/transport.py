@@ -102,8 +102,9 @@ class VmTransport(Transport):
     def remote_sha256(self, remote: str) -> str | None:
         return self._guard(f"hashing {remote!r}", lambda: self.inner.remote_sha256(remote))
 
-    def _upload(self, local: Path, remote_tmp: str) -> None:
-        self._guard(f"uploading {local.name}", lambda: self.inner._upload(local, remote_tmp))
+    def _upload(self, local: Path, remote_tmp: str) -> str | None:
+        return self._guard(f"uploading {local.name}",
+                           lambda: self.inner._upload(local, remote_tmp))
 
     def pull(self, remote: str, local_dir: Path) -> Path:
         return self._guard(f"pulling {remote!r}", lambda: self.inner.pull(remote, local_dir))

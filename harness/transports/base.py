@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -102,8 +103,14 @@ class Transport(ABC):
         """sha256 of a file on the device, or None when it does not exist."""
 
     @abstractmethod
-    def _upload(self, local: Path, remote_tmp: str) -> None:
-        """Copy bytes to remote_tmp (parent exists). No verification here."""
+    def _upload(self, local: Path, remote_tmp: str) -> str | None:
+        """Copy bytes to remote_tmp; its folder exists unless ``upload_makes_parent``.
+
+        Returns the sha256 the DEVICE computed over the bytes as they arrived
+        and were written, when the transport can hash while it streams (SSH):
+        that spares a second read of the whole file on the device. Returns
+        None when it cannot; push then hashes remote_tmp on the device.
+        """
 
     @abstractmethod
     def pull(self, remote: str, local_dir: Path) -> Path:
@@ -123,41 +130,56 @@ class Transport(ABC):
                 f"{res.stderr.strip() or res.stdout.strip()}"
             )
 
+    #: True when _upload creates the folder of remote_tmp itself, which saves
+    #: push a round trip for mkdir (the SSH upload script does it on the way).
+    upload_makes_parent: bool = False
+
     def push(self, local: Path, remote: str, sha256: str | None = None) -> PushResult:
         """Upload local to remote, verified by sha256 on the device.
 
+        ``sha256`` is the local file's hash when the caller knows it (the
+        artifact manifest records it), which spares reading the file here.
         Skipped (one round trip) when the device already has that content.
-        The upload goes to a temporary name and is renamed only after its hash
-        matches, so an interrupted or corrupted transfer never leaves a file
-        that looks complete.
+        The upload goes to a temporary name and is renamed only after the
+        device's hash of what arrived matches, so an interrupted or corrupted
+        transfer never leaves a file that looks complete; on a mismatch the
+        partial file is removed.
         """
-        import time
-
         t0 = time.perf_counter()
         local = Path(local)
-        want = sha256 or sha256_file(local)
+        want = (sha256 or sha256_file(local)).lower()
         size = local.stat().st_size
         if self.remote_sha256(remote) == want:
             return PushResult(remote, want, size, True, time.perf_counter() - t0)
         parent = posixpath.dirname(remote)
-        if parent:
+        if parent and not self.upload_makes_parent:
             self.mkdir(parent)
         tmp = f"{remote}.part-{want[:12]}"
-        self._upload(local, tmp)
-        got = self.remote_sha256(tmp)
+        got = self._upload(local, tmp)
+        if got is None:  # this transport cannot hash while streaming: read it back
+            got = self.remote_sha256(tmp)
         if got != want:
-            self.run(["rm", "-f", "--", tmp], timeout_s=30)
+            self._discard(tmp)
             raise TransferError(
                 f"{self.device_name}: {local.name} arrived corrupted at {remote!r}: "
                 f"sha256 on device {got} != local {want}; the partial file was removed, "
                 "push again (check the link and the device's free space)"
             )
-        res = self.run(["mv", "-f", "--", tmp, remote], timeout_s=30)
+        self._commit(tmp, remote, want)
+        return PushResult(remote, want, size, False, time.perf_counter() - t0)
+
+    def _discard(self, remote_tmp: str) -> None:
+        """Remove a partial upload (best effort: the error that led here matters more)."""
+        self.run(["rm", "-f", "--", remote_tmp], timeout_s=30)
+
+    def _commit(self, remote_tmp: str, remote: str, sha256: str) -> None:
+        """Give a verified upload its final name (an atomic rename on the device)."""
+        res = self.run(["mv", "-f", "--", remote_tmp, remote], timeout_s=30)
         if not res.ok:
             raise TransferError(
-                f"{self.device_name}: cannot rename {tmp!r} to {remote!r}: {res.stderr.strip()}"
+                f"{self.device_name}: cannot rename {remote_tmp!r} to {remote!r}: "
+                f"{res.stderr.strip()}"
             )
-        return PushResult(remote, want, size, False, time.perf_counter() - t0)
 
     def __enter__(self) -> Transport:
         return self

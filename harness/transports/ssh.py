@@ -25,7 +25,10 @@ Design choices and why:
   is not enough: a process without a tty does not get SIGHUP and ``sleep 30``
   would run on. ``timeout(1)`` was the alternative, but it needs coreutils or a
   recent busybox on the board and its exit codes collide with the command's.
-* Upload: SFTP with pipelined writes of large requests (see ``_upload``).
+* Push: ONE exec channel streams the file into a device-side script that
+  writes it to a temporary name and hashes the same bytes as they pass
+  (``_upload``), so a verified push reads the file once on the device and
+  costs what a plain upload costs; rename only after the hash matched.
 * Nothing secret is ever logged: key paths and public fingerprints only.
 """
 
@@ -35,6 +38,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import io
 import itertools
 import logging
 import os
@@ -62,7 +66,6 @@ from harness.errors import (
 from harness.interrupts import note
 from harness.transports.base import (
     CommandResult,
-    PushResult,
     Transport,
     parse_sha256sum,
     safe_local_name,
@@ -81,10 +84,12 @@ FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr"
 #: Our receive window per channel: large so pulls are not throttled by acks.
 WINDOW_BYTES = 16 << 20
 MAX_PACKET_BYTES = 1 << 15
-#: SFTP write request size. paramiko's default is 32 KiB; OpenSSH's sftp-server
-#: accepts messages up to 256 KiB, so fewer, larger requests cut per-request
-#: Python overhead.
-SFTP_REQUEST_BYTES = 255 * 1024
+#: How much of the local file one read hands to the channel. paramiko cuts it
+#: into packets of the server's maximum size (32 KiB for OpenSSH sessions).
+STREAM_CHUNK_BYTES = 1 << 20
+#: A push fails when the device accepts no byte (or sends no answer) for this
+#: long; a dead link is noticed sooner through TCP_USER_TIMEOUT (tune_socket).
+STREAM_STALL_S = 60.0
 #: How long a killed command gets between SIGTERM and SIGKILL on the device.
 KILL_GRACE_S = 2.0
 #: After the shell is gone, how long the rest of its process group gets before SIGKILL.
@@ -201,6 +206,8 @@ class SshTransport(Transport):
         self._pkey = load_private_key(self.key_file, f"{self.where}: [ssh] key_file")
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        #: upload channels waiting for push's verdict, by temporary name
+        self._pending: dict[str, paramiko.Channel] = {}
         self.connections_opened = 0
 
     @classmethod
@@ -540,52 +547,167 @@ class SshTransport(Transport):
     def remote_sha256(self, remote: str) -> str | None:
         """sha256 of a device file in ONE round trip, cheap when we pushed it.
 
-        Order: (1) the hash recorded right after our own verified push, if the
-        file's size, inode, mtime and ctime (nanosecond stamps where the file
-        system keeps them) still match what was recorded then: any write or
-        replacement changes ctime or the inode. This is what
-        makes an unchanged re-push cost one round trip instead of re-reading
-        the file; (2) ``openssl dgst -sha256`` (uses SHA/NEON instructions,
-        ~4x faster than coreutils here); (3) ``sha256sum``.
+        Order: (1) the hash recorded by our own verified push, if the file's
+        size, inode, mtime and ctime (nanoseconds where the file system keeps
+        them) still match what was recorded then: any write or replacement
+        changes ctime or the inode. This is what makes an unchanged re-push
+        cost one round trip instead of re-reading the file; (2) ``openssl dgst
+        -sha256`` (uses SHA/NEON instructions, ~4x faster than coreutils
+        here); (3) ``sha256sum``. (An SFTP stat would find a missing file
+        without starting a process, ~5 ms less on a first push, but cost the
+        skip of an unchanged file a second round trip.)
         """
         res = self.run(["sh", "-c", _HASH_SCRIPT, "sh", remote, _hash_record_path(remote)],
                        timeout_s=max(120.0, self.connect_timeout_s))
         return parse_sha256sum(self.device_name, remote, res)
 
-    def push(self, local: Path, remote: str, sha256: str | None = None) -> PushResult:
-        """Base push (skip if same hash, upload to tmp, verify, rename), then
-        record the verified hash beside the file for the next session's check."""
-        result = super().push(local, remote, sha256)
-        if not result.skipped:
-            self.run(["sh", "-c", _RECORD_SCRIPT, "sh", remote, _hash_record_path(remote),
-                      result.sha256], timeout_s=60)
-        return result
+    #: the streaming upload script creates the temporary file's folder itself
+    upload_makes_parent = True
 
-    def _upload(self, local: Path, remote_tmp: str) -> None:
-        """SFTP upload with pipelined large write requests.
+    def _upload(self, local: Path, remote_tmp: str) -> str:
+        """Stream local into remote_tmp and return the device's sha256 of it.
 
-        paramiko's putfo sends 32 KiB requests; 255 KiB requests (OpenSSH's
-        sftp-server takes up to 256 KiB) and pipelining without waiting for
-        each ack bring a 64 MB push to OpenSSH scp's speed on loopback (see
-        docs/ssh.md for the measurement).
+        One exec channel runs ``_STREAM_PY`` under the board's python3, or
+        ``_STREAM_SCRIPT`` without one (every argument quoted); the file goes
+        down its stdin and the device writes it while hashing the
+        same bytes (python3's hashlib when the board has python3, else
+        ``head | tee`` into ``openssl dgst`` or ``sha256sum``), so nothing
+        re-reads the file. The script reads exactly the file's size, checks
+        every write, answers ``sha256 HEX BYTES`` and then waits on the SAME
+        channel for push's verdict: ``_commit`` renames and records the hash
+        there, ``_discard`` removes the file, and a channel that closes
+        without a verdict (a dropped link, a crashed harness) also removes it.
+        That saves the two extra commands (and their processes on the
+        device) a rename and a hash record would cost.
         """
-        sftp = self._sftp_client()
+        size = local.stat().st_size
+        where = f"{self.device_name}: pushing {local.name} to {remote_tmp!r} on {self.address}"
         try:
-            with open(local, "rb") as src, sftp.open(remote_tmp, "wb") as dst:
-                dst.MAX_REQUEST_SIZE = SFTP_REQUEST_BYTES
-                dst.set_pipelined(True)
-                while chunk := src.read(4 * SFTP_REQUEST_BYTES):
-                    dst.write(chunk)
-                # send the tail now: close() collects the pipelined acks (and
-                # raises a write error) BEFORE it flushes its buffer
-                dst.flush()
+            src = open(local, "rb", buffering=0)  # noqa: SIM115 - closed in finally
         except OSError as exc:
-            raise TransferError(f"{self.device_name}: uploading {local} to {remote_tmp!r} on "
-                                f"{self.address} failed: {exc}") from None
-        except (paramiko.SSHException, EOFError) as exc:
+            raise TransferError(f"{where}: cannot read {local}: {exc.strerror}") from None
+        chan = self._open_channel(STREAM_STALL_S)
+        keep = False
+        try:
+            chan.settimeout(STREAM_STALL_S)  # bounds each wait for window or answer
+            chan.exec_command(self._stream_command(remote_tmp, size))
+            sent = self._stream_file(chan, src)
+            line = ""
+            while True:  # skip what a chatty login shell may print first
+                more = _read_line(chan, time.monotonic() + STREAM_STALL_S)
+                got = _parse_stream_answer(more, size)
+                if got is not None or not more:
+                    break
+                line += more
+            if got is not None:
+                keep = True
+                old = self._pending.pop(remote_tmp, None)
+                if old is not None:
+                    old.close()
+                self._pending[remote_tmp] = chan
+                return got
+            out, err, rc = _read_answer(chan, time.monotonic() + STREAM_STALL_S)
+            if rc is None and not self._alive():
+                raise EOFError("the connection closed before the upload script answered")
+        except TimeoutError:
+            raise TransferError(f"{where}: the device accepted no data for {STREAM_STALL_S:g} s; "
+                                "the device removes the partial file when the channel closes; "
+                                "check the board's disk and load, then push again") from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
             self._drop()
             raise TransferError(f"{self.device_name}: connection to {self.address} broke while "
-                                f"uploading {local.name}: {exc}") from None
+                                f"pushing {local.name} ({exc or type(exc).__name__}); the board "
+                                f"removes the partial file {remote_tmp!r} when it sees the "
+                                "stream end short") from None
+        finally:
+            if not keep:
+                chan.close()
+            src.close()
+        detail = err.strip()[-800:] or (line + out).strip()[-200:] or f"exit code {rc}"
+        raise TransferError(f"{where} failed (exit code {rc}, {sent} of {size} bytes sent): "
+                            f"{detail}; no file was left at that name")
+
+    def _stream_command(self, remote_tmp: str, size: int) -> str:
+        """The device command of a push (a method so a test can run it under
+        another PATH, e.g. one without python3, to exercise the tee path)."""
+        py = shlex.join(["python3", "-I", "-S", "-c", _STREAM_PY, remote_tmp, str(size)])
+        sh = shlex.join(["sh", "-c", _STREAM_SCRIPT, "sh", remote_tmp, str(size)])
+        # the login shell starts python3 itself when there is one (one process
+        # fewer than going through sh first), else the POSIX fallback script
+        return f"command -v python3 >/dev/null 2>&1 && exec {py}; exec {sh}"
+
+    @staticmethod
+    def _stream_file(chan: paramiko.Channel, src: io.FileIO) -> int:
+        """Send the whole file down the channel; stop early if the script exited.
+
+        memoryview slices are handed to paramiko because ``sendall(bytes)``
+        copies the unsent rest after every 32 KiB packet (quadratic in the
+        chunk size). Returns the number of bytes sent.
+        """
+        buf = bytearray(STREAM_CHUNK_BYTES)
+        view = memoryview(buf)
+        sent = 0
+        while n := src.readinto(buf):
+            part = view[:n]
+            while part:
+                if chan.closed or chan.exit_status_ready():
+                    return sent  # the script gave up (it says why on stderr)
+                try:
+                    k = chan.send(part)
+                except TimeoutError:
+                    raise
+                except OSError:
+                    if chan.closed:  # closed by the server between check and send
+                        return sent
+                    raise
+                part = part[k:]
+                sent += k
+        return sent
+
+    def _verdict(self, remote_tmp: str, verdict: str) -> tuple[str, str, int | None] | None:
+        """Send the verdict to the upload script still waiting for it; None
+        when there is none (a subclass or an earlier failure closed it)."""
+        chan = self._pending.pop(remote_tmp, None)
+        if chan is None:
+            return None
+        try:
+            if chan.closed:
+                return None
+            chan.sendall(verdict.encode() + b"\n")
+            chan.shutdown_write()
+            return _read_answer(chan, time.monotonic() + 60)
+        except (paramiko.SSHException, EOFError, OSError):
+            return None  # the plain command path below decides
+        finally:
+            chan.close()
+
+    def _discard(self, remote_tmp: str) -> None:
+        if self._verdict(remote_tmp, "abort") is None:
+            super()._discard(remote_tmp)
+
+    def _commit(self, remote_tmp: str, remote: str, sha256: str) -> None:
+        """Rename the verified upload and record its hash beside it, in one
+        round trip on the upload's own channel (or one command when that is
+        gone); the record lets the next remote_sha256 skip an unchanged
+        re-push without reading the file."""
+        answer = None
+        if remote_tmp == f"{remote}.part-{sha256[:12]}":  # the script derives the final name
+            answer = self._verdict(remote_tmp, f"commit {sha256}")
+        if answer is not None:
+            out, err, rc = answer
+            if rc == 0 and out.strip() == "committed":
+                return
+            detail = err.strip() or out.strip() or f"exit code {rc}"
+        else:
+            res = self.run(["sh", "-c", _COMMIT_SCRIPT, "sh", remote_tmp, remote,
+                            _hash_record_path(remote), sha256], timeout_s=60)
+            if res.ok:
+                return
+            super()._discard(remote_tmp)
+            detail = res.stderr.strip() or f"exit code {res.rc}"
+        raise TransferError(
+            f"{self.device_name}: cannot rename {remote_tmp!r} to {remote!r} on "
+            f"{self.address}: {detail}; the partial file was removed")
 
     def pull(self, remote: str, local_dir: Path) -> Path:
         local_dir = Path(local_dir)
@@ -656,20 +778,192 @@ def _hash_record_path(remote: str) -> str:
 
 
 #: $1 = file, $2 = hash record. Prints "HASH  FILE" like sha256sum, or fails
-#: with "No such file" (parse_sha256sum maps that to None).
+#: with "No such file" (parse_sha256sum maps that to None). The record holds
+#: "HASH SIZE INODE MTIME CTIME" (epoch seconds with nanoseconds).
 _HASH_SCRIPT = r"""f=$1; c=$2
 case $f in -*) f=./$f;; esac
 [ -f "$f" ] || { echo "$f: No such file or directory" >&2; exit 1; }
-if [ -f "$c" ] && s=$(stat -c '%s %i %y %z' -- "$f" 2>/dev/null) && read -r h rest < "$c" \
+if [ -f "$c" ] && s=$(stat -c '%s %i %.9Y %.9Z' -- "$f" 2>/dev/null) && read -r h rest < "$c" \
    && [ "$rest" = "$s" ]; then echo "$h  $f"; exit 0; fi
 if command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r "$f" 2>/dev/null; then exit 0; fi
 exec sha256sum -- "$f"
 """
 
-#: $1 = file, $2 = hash record, $3 = verified hash. No stat (e.g. macOS) = no record.
-_RECORD_SCRIPT = r"""s=$(stat -c '%s %i %y %z' -- "$1" 2>/dev/null) || exit 0
-printf '%s %s\n' "$3" "$s" > "$2"
+#: $1 = verified upload, $2 = final name, $3 = hash record, $4 = its sha256.
+#: Used when the upload's own channel is gone. The record is only a shortcut
+#: for the next check: failing to write it (or a stat without %.9Y) is fine.
+_COMMIT_SCRIPT = r"""mv -f -- "$1" "$2" || exit 1
+s=$(stat -c '%s %i %.9Y %.9Z' -- "$2" 2>/dev/null) || exit 0
+printf '%s %s\n' "$4" "$s" 2>/dev/null > "$3" || rm -f -- "$3"
+exit 0
 """
+
+#: The device side of a push without python3, run as ``sh -c SCRIPT sh TMP
+#: SIZE`` with the file on stdin; with python3 on the board _STREAM_PY (1 MiB
+#: reads, hashlib) does the same job (see _stream_command). Here head | tee
+#: feeds the hash tool (8 KiB buffers and more processes cost more CPU, but
+#: they are everywhere). Either way:
+#: one pass, exactly SIZE bytes read, every write checked, ``sha256 HEX BYTES``
+#: printed; then one verdict line: ``commit SHA`` renames TMP to its name
+#: without the ``.part-*`` suffix and writes the hash record; anything else
+#: (``abort``, or EOF from a lost link) removes TMP. Any failure removes TMP.
+_STREAM_SCRIPT = r"""f=$1 n=$2
+set -f
+case $f in -*) f=./$f;; esac
+mkdir -p -- "$(dirname -- "$f")" || exit 73
+if command -v openssl >/dev/null 2>&1; then set -- openssl dgst -sha256 -r
+else set -- sha256sum; fi
+out=$( { { head -c "$n" | tee -- "$f" || echo tee-failed >&5; } | "$@"; } 5>&1 ) \
+  || out="$out hash-failed"
+case $out in *-failed*)
+  rm -f -- "$f"; echo "writing or hashing $f failed ($out)" >&2; exit 74;; esac
+got=$(wc -c < "$f") || got=-1
+if [ "$((got))" -ne "$n" ]; then
+  rm -f -- "$f"; echo "short upload: $((got)) of $n bytes arrived; removed $f" >&2; exit 75; fi
+h=; for w in $out; do [ ${#w} -eq 64 ] && h=$w; done
+[ -n "$h" ] || { rm -f -- "$f"; echo "no sha256 in the hash tool's output: $out" >&2; exit 76; }
+echo "sha256 $h $n"
+read -r verdict sha || verdict=eof
+[ "$verdict" = commit ] || { rm -f -- "$f"; echo aborted; exit 0; }
+final=${f%.part-*}
+mv -f -- "$f" "$final" || { rm -f -- "$f"; exit 77; }
+case $final in */*) rec=${final%/*}/.${final##*/}.gem-hil-sha256;;
+  *) rec=.$final.gem-hil-sha256;; esac
+s=$(stat -c '%s %i %.9Y %.9Z' -- "$final" 2>/dev/null) \
+  && { printf '%s %s\n' "$sha" "$s" 2>/dev/null > "$rec" || rm -f -- "$rec"; }
+echo committed
+"""
+
+#: The python3 version of _STREAM_SCRIPT (argv: TMP SIZE), same protocol.
+#: Kept to Python 3.4 syntax (``-I`` needs 3.4): boards ship old interpreters.
+_STREAM_PY = r"""import hashlib, os, sys
+path, size = sys.argv[1], int(sys.argv[2])
+def fail(msg, code):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    sys.stderr.write(msg + "\n")
+    sys.exit(code)
+try:
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+except OSError as e:
+    sys.stderr.write("cannot create %s: %s\n" % (path, e.strerror))
+    sys.exit(73)
+try:
+    import fcntl
+    fcntl.fcntl(0, 1031, 1 << 20)  # F_SETPIPE_SZ (Linux): fewer, larger reads
+except Exception:
+    pass
+h = hashlib.sha256()
+n = 0
+try:
+    while n < size:
+        b = os.read(0, min(1 << 20, size - n))
+        if not b:
+            break
+        h.update(b)
+        v = memoryview(b)
+        while v:
+            v = v[os.write(fd, v):]
+        n += len(b)
+    os.close(fd)
+except OSError as e:
+    fail("writing %s failed after %d bytes: %s" % (path, n, e.strerror), 74)
+if n != size:
+    fail("short upload: %d of %d bytes arrived; removed %s" % (n, size, path), 75)
+sys.stdout.write("sha256 %s %d\n" % (h.hexdigest(), n))
+sys.stdout.flush()
+line = b""
+while not line.endswith(b"\n"):
+    b = os.read(0, 256)
+    if not b:
+        break
+    line += b
+words = line.decode("ascii", "replace").split()
+if len(words) != 2 or words[0] != "commit":
+    fail("aborted", 0)
+final = path[:path.rindex(".part-")]
+try:
+    os.rename(path, final)
+except OSError as e:
+    fail("cannot rename %s to %s: %s" % (path, final, e.strerror), 77)
+head, name = os.path.split(final)
+record = os.path.join(head, "." + name + ".gem-hil-sha256")
+try:
+    st = os.stat(final)
+    with open(record, "w") as f:
+        f.write("%s %d %d %d.%09d %d.%09d\n" % ((words[1], st.st_size, st.st_ino)
+                + divmod(st.st_mtime_ns, 10 ** 9) + divmod(st.st_ctime_ns, 10 ** 9)))
+except (OSError, AttributeError):
+    try:
+        os.unlink(record)
+    except OSError:
+        pass
+sys.stdout.write("committed\n")
+"""
+
+
+def _parse_stream_answer(out: str, size: int) -> str | None:
+    """The hash from the upload script's ``sha256 HEX BYTES`` line, or None."""
+    parts = out.split()
+    if len(parts) != 3 or parts[0] != "sha256" or parts[2] != str(size):
+        return None
+    digest = parts[1].lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        return None
+    return digest
+
+
+def _read_line(chan: paramiko.Channel, deadline: float) -> str:
+    """The first stdout line of a channel ('' if it ends without one).
+
+    Byte by byte from paramiko's buffer once data is there: the answer is one
+    short line, and nothing after it may be consumed (it belongs to
+    _read_answer).
+    """
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        if chan.recv_ready():
+            b = chan.recv(1)
+            if not b:
+                break
+            line += b
+        elif chan.closed or chan.eof_received:
+            break
+        elif time.monotonic() > deadline:
+            raise TimeoutError("no answer from the upload script")
+        else:
+            select.select([chan], [], [], 0.5)
+    return line.decode("utf-8", "replace")
+
+
+def _read_answer(chan: paramiko.Channel, deadline: float) -> tuple[str, str, int | None]:
+    """stdout, stderr and exit status of a channel whose input is done.
+
+    The channel's timeout (settimeout) bounds each wait; the deadline bounds
+    the whole (a script that keeps talking but never exits).
+    """
+    out = bytearray()
+    err = bytearray()
+    while not (chan.closed or (chan.eof_received and chan.exit_status_ready())) \
+            or chan.recv_ready() or chan.recv_stderr_ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError("no exit status from the upload script")
+        if chan.recv_ready():
+            out += chan.recv(1 << 16)
+        elif chan.recv_stderr_ready():
+            err += chan.recv_stderr(1 << 16)
+        elif chan.closed or chan.eof_received:
+            chan.status_event.wait(0.05)  # output done, exit status on its way
+        else:
+            select.select([chan], [], [], 0.5)
+    rc = chan.recv_exit_status() if chan.exit_status_ready() else None
+    return out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), \
+        None if rc == -1 else rc
 
 
 def tune_socket(sock: socket.socket, keepalive_s: float) -> None:
