@@ -73,3 +73,23 @@ def test_every_shared_option_is_in_pytest_help_and_bench_help():
     for opt in OPTIONS:
         assert opt.flag in pytest_help, opt.flag
         assert opt.flag in bench_help, opt.flag
+
+
+def test_profile_search_path_env_var_and_user_folder(tmp_path, monkeypatch):
+    """--targets-dir, then $GEM_HIL_TARGETS, then ~/.config/gem-hil/targets, then the
+    shipped profiles: the first folder that has the name wins."""
+    from harness.profiles import load_profile, profile_paths
+
+    local = (REPO / "targets" / "local.toml").read_text()
+    env_dir, user_dir, cli_dir = (tmp_path / n for n in ("env", "user", "cli"))
+    for folder, name in ((env_dir, "envboard"), (user_dir / "gem-hil" / "targets", "userboard"),
+                         (cli_dir, "envboard")):
+        folder.mkdir(parents=True)
+        (folder / f"{name}.toml").write_text(local.replace('name = "local"', f'name = "{name}"'))
+    monkeypatch.setenv("GEM_HIL_TARGETS", str(env_dir))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(user_dir))
+    found = profile_paths()
+    assert found["envboard"] == env_dir / "envboard.toml"
+    assert found["userboard"] == user_dir / "gem-hil" / "targets" / "userboard.toml"
+    assert found["local"] == REPO / "targets" / "local.toml"  # shipped, still there
+    assert load_profile("envboard", cli_dir).path == cli_dir / "envboard.toml"  # cli first
