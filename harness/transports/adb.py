@@ -57,6 +57,7 @@ from harness.errors import (
     TransferError,
     TransportError,
 )
+from harness.interrupts import note
 from harness.transports.adb_settings import (  # noqa: F401  (re-exported for callers)
     DEFAULT_KEY_PATH,
     DEFAULT_PORT,
@@ -385,6 +386,20 @@ class AdbTransport(Transport):
             raise CommandTimeout(
                 f"{self.where}: {label} did not finish in {limit:g} s and was stopped "
                 "(stream closed); raise [run] timeout_s if it needs longer") from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (harness.interrupts)
+            # as on a timeout: closing the stream makes adbd end the command (its
+            # process group), so nothing keeps running on the phone; then unwind
+            info.read_timeout_s = info.transport_timeout_s = 5.0
+            info.timeout_s = None
+            try:
+                dev._clse(info)
+                how = "closed its shell stream, so adbd ended it"
+            except Exception as err:  # noqa: BLE001 - the link may be half-dead now
+                how = f"could not close its shell stream ({type(err).__name__}); the agent " \
+                      "may run on until its own timeout"
+            what = "the agent" if "gem_agent.py" in label else f"`{label[:40]}`"
+            note(exc, f"stopped {what} ({how})")
+            raise
         return b"".join(chunks)
 
     def _v2_result(self, argv: Sequence[str], raw: bytes, duration_s: float) -> CommandResult:

@@ -389,3 +389,62 @@ def test_sigterm_to_pytest_stops_the_agent_and_records_it(tmp_path: Path) -> Non
     rec = only_record(reports)
     assert schema_errors(rec) == [] and rec["error"]["kind"] == "interrupted"
     assert rec["error"]["signal"] == "SIGTERM"
+
+
+def _agents_under(root: Path) -> list[int]:
+    """Agent processes whose command line names this sandbox (the ADB peer's device)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = [c.decode(errors="replace") for c in cmd]
+        if any(c.endswith("gem_agent.py") for c in text) and any(str(root) in c for c in text):
+            found.append(int(entry.name))
+    return found
+
+
+def test_sigterm_over_adb_stops_the_agent_on_the_phone(tmp_path: Path) -> None:
+    """Through the ADB protocol (the emulated Pixel 6): SIGTERM to `gem-hil bench`
+    closes the agent's shell stream, the device ends the agent, the record says
+    interrupted, and the harness exits 143 with one line."""
+    pytest.importorskip("adb_shell", reason="the ADB tests need adb-shell==0.4.4")
+    from harness.transports.adb import ensure_adb_key
+    from tests.adb_peer.fixtures import make_targets_dir
+    from tests.adb_peer.server import AdbPeer
+
+    key = ensure_adb_key(tmp_path / "adbkey" / "adbkey")
+    peer = AdbPeer(tmp_path / "device", [Path(str(key) + ".pub")]).start()
+    proc = None
+    try:
+        targets = make_targets_dir(tmp_path / "targets", peer, key)
+        profile = targets / "pixel6-emulated.toml"
+        profile.write_text(set_toml_keys(profile.read_text(), "run", LONG_RUN))
+        reports = tmp_path / "reports"
+        argv = [sys.executable, "-m", "harness.cli", "--targets-dir", str(targets), "bench",
+                "--device", "pixel6-emulated", "--report-dir", str(reports)]
+        proc = subprocess.Popen(argv, cwd=REPO, env=dict(os.environ), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        root = peer.sandbox.root
+        wait_for(lambda: _agents_under(root), AGENT_START_TIMEOUT_S, "the agent started", proc)
+        os.kill(proc.pid, signal.SIGTERM)
+        _out, err = proc.communicate(timeout=EXIT_TIMEOUT_S)
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        assert "Traceback" not in err, err
+        last = err.strip().splitlines()[-1]
+        assert "interrupted by SIGTERM while running the agent on pixel6-emulated" in last, last
+        assert "closed its shell stream, so adbd ended it" in last, last
+        wait_for(lambda: not _agents_under(root), 5, "the agent ended on the device")
+        rec = only_record(reports)
+        assert schema_errors(rec) == [] and rec["error"]["kind"] == "interrupted"
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        for pid in _agents_under(tmp_path / "device"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        peer.stop()
