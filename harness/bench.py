@@ -46,6 +46,10 @@ class BenchOutcome:
         return [v for v in self.record["verdicts"] if v["verdict"] == "fail"]
 
 
+#: files from this size on are named in the progress shown while pushing
+LARGE_FILE_BYTES = 4 << 20
+
+
 class DeviceSession:
     """A device opened for benchmarking: transport, platform and what was pushed."""
 
@@ -90,6 +94,10 @@ class DeviceSession:
             return remote_dir, True
         all_skipped = True
         for local, sha in artifact.upload_list():
+            size = local.stat().st_size
+            if self.progress is not None and size >= LARGE_FILE_BYTES:
+                self.progress(f"pushing the artifact: {local.name} ({size / 2**20:.1f} MiB, "
+                              "skipped if the device has it)")
             res = self.transport.push(local, posixpath.join(remote_dir, local.name), sha256=sha)
             all_skipped &= res.skipped
         self._pushed[artifact.sha256] = remote_dir
