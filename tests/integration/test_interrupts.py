@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from harness.record import schema_errors
+from tests.support.procs import descendants, processes
 from tests.support.sshd_board import SshdBoard, set_toml_keys
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,20 +85,8 @@ class Device:
     def agent_pids(self) -> list[int]:
         """Live agent processes of this workdir (not the --stop-stale helper)."""
         needle = f"{self.workdir}/agent/gem_agent.py"
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                args = (entry / "cmdline").read_bytes().split(b"\0")
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            text = [a.decode(errors="replace") for a in args]
-            if state != "Z" and any(a.endswith(needle) for a in text) \
-                    and "--stop-stale" not in text:
-                found.append(int(entry.name))
-        return found
+        return [p.pid for p in processes() if any(a.endswith(needle) for a in p.argv)
+                and "--stop-stale" not in p.argv]
 
     def kill_agents(self) -> None:
         for pid in self.agent_pids():
@@ -310,25 +299,7 @@ def test_next_run_ends_a_stale_agent_before_it_starts(device: Device, tmp_path: 
 
 def _sshd_sessions(master: int) -> list[int]:
     """The sshd processes serving connections of this board (not the agent below them)."""
-    children: dict[int, list[int]] = {}
-    names: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        pid = int(entry.name)
-        names[pid] = stat[stat.index("(") + 1:stat.rindex(")")]
-        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(pid)
-    found, todo = [], list(children.get(master, []))
-    while todo:
-        pid = todo.pop()
-        if names.get(pid, "").startswith("sshd"):
-            found.append(pid)
-            todo += children.get(pid, [])
-    return found
+    return descendants(master, keep=lambda p: p.name.startswith("sshd"))
 
 
 def test_dropped_ssh_session_leaves_no_agent(sshd_board: SshdBoard, tmp_path: Path) -> None:
@@ -393,18 +364,8 @@ def test_sigterm_to_pytest_stops_the_agent_and_records_it(tmp_path: Path) -> Non
 
 def _agents_under(root: Path) -> list[int]:
     """Agent processes whose command line names this sandbox (the ADB peer's device)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        text = [c.decode(errors="replace") for c in cmd]
-        if any(c.endswith("gem_agent.py") for c in text) and any(str(root) in c for c in text):
-            found.append(int(entry.name))
-    return found
+    return [p.pid for p in processes() if any(a.endswith("gem_agent.py") for a in p.argv)
+            and any(str(root) in a for a in p.argv)]
 
 
 def test_sigterm_over_adb_stops_the_agent_on_the_phone(tmp_path: Path) -> None:

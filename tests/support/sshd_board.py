@@ -462,15 +462,9 @@ def _write_acl(path: Path, entries: list[tuple[int, int, int]]) -> None:
 
 def _processes_of(uid: int) -> list[int]:
     """Live processes of uid (zombies are dead already: only their parent can reap them)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError):
-            if (entry.stat().st_uid == uid
-                    and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):
-                pids.append(int(entry.name))
-    return pids
+    from tests.support.procs import processes
+
+    return [p.pid for p in processes() if p.uid == uid]
 
 
 def _is_sshd(pid: int) -> bool:
@@ -482,18 +476,9 @@ def _is_sshd(pid: int) -> bool:
 
 
 def _children_of(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            kids.append(int(entry.name))
-    return kids
+    from tests.support.procs import processes
+
+    return [p.pid for p in processes() if p.ppid == pid]
 
 
 def _toml_value(value: Any) -> str:
