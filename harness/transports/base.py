@@ -9,14 +9,15 @@ command string.
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
+import secrets
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gem.files import sha256_file  # the one implementation; transports import it here
 from harness.errors import TransferError
 
 CHUNK_BYTES = 1 << 20
@@ -50,14 +51,6 @@ class PushResult:
     size_bytes: int
     skipped: bool
     duration_s: float
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def safe_local_name(local_dir: Path, remote: str) -> Path:
@@ -154,7 +147,10 @@ class Transport(ABC):
         parent = posixpath.dirname(remote)
         if parent and not self.upload_makes_parent:
             self.mkdir(parent)
-        tmp = f"{remote}.part-{want[:12]}"
+        # unique per upload, not per content: a late cleanup by an earlier upload
+        # of the same file (its link dropped, the board removes its .part) must
+        # never hit this one's temporary file
+        tmp = f"{remote}.part-{want[:12]}-{secrets.token_hex(4)}"
         got = self._upload(local, tmp)
         if got is None:  # this transport cannot hash while streaming: read it back
             got = self.remote_sha256(tmp)

@@ -691,7 +691,8 @@ class SshTransport(Transport):
         gone); the record lets the next remote_sha256 skip an unchanged
         re-push without reading the file."""
         answer = None
-        if remote_tmp == f"{remote}.part-{sha256[:12]}":  # the script derives the final name
+        if remote_tmp.startswith(f"{remote}.part-{sha256[:12]}-"):  # the script derives
+            # the final name: everything before the last ".part-"
             answer = self._verdict(remote_tmp, f"commit {sha256}")
         if answer is not None:
             out, err, rc = answer

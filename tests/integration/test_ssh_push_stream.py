@@ -12,6 +12,7 @@ import io
 import os
 import shlex
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,7 +100,9 @@ def listing(tr: SshTransport, folder: str) -> list[str]:
 
 
 def fresh_folder(tr: SshTransport, name: str) -> str:
-    folder = f"gem-hil-test/stream/{name}"
+    """A folder no earlier test used: an upload left pending by one test is cleaned
+    up by the board when its transport closes, which may be while the next runs."""
+    folder = f"gem-hil-test/stream/{name}-{uuid.uuid4().hex[:8]}"
     assert tr.run(["rm", "-rf", "--", folder]).ok
     return folder
 
