@@ -247,26 +247,12 @@ class DeviceSession:
 
     def _base_record(self, artifact: LocalArtifact, name: str, settings: RunSettings,
                      run_id: str | None) -> dict[str, Any]:
-        p = self.profile
         m = artifact.manifest
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "record_id": uuid.uuid4().hex,
-            "run_id": run_id or uuid.uuid4().hex[:12],
-            "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "device": {"name": p.name, "transport": p.transport, "platform": p.platform,
-                       "runtime": p.runtime, "emulated": p.emulated, "hardware": p.hardware},
-            "artifact": {"model": m["model"], "variant": m["variant"], "format": m["format"],
-                         "sha256": artifact.sha256, "size_bytes": artifact.size_bytes,
-                         "opset": m.get("opset"), "params_total": m.get("params_total"),
-                         "params_active_per_token": m.get("params_active_per_token")},
-            "benchmark": {"name": name, "seq_len_tokens": settings.seq_len_tokens, "batch": 1,
-                          "threads": settings.threads, "warmup_count": settings.warmup_count,
-                          "min_count": settings.min_count,
-                          "min_duration_s": settings.min_duration_s,
-                          "max_count": settings.max_count,
-                          "max_duration_s": settings.max_duration_s},
-        }
+        return record_head(self.profile, settings, name, run_id or uuid.uuid4().hex[:12], {
+            "model": m["model"], "variant": m["variant"], "format": m["format"],
+            "sha256": artifact.sha256, "size_bytes": artifact.size_bytes,
+            "opset": m.get("opset"), "params_total": m.get("params_total"),
+            "params_active_per_token": m.get("params_active_per_token")})
 
     def _complete_record(self, record: dict[str, Any], artifact: LocalArtifact,
                          settings: RunSettings, run: _RunState,
@@ -299,14 +285,8 @@ class DeviceSession:
         if platform_sensors:
             record["platform_sensors"] = platform_sensors
         if out is None:
-            record.update({
-                "latency_ms": None, "cold_start_ms": None, "parity": None,
-                "memory": {"peak_rss_mb": None, "source": None},
-                "validity": {"valid": False, "reasons": ["the run failed"], "count": None,
-                             "duration_s": None, "stopped_by": None},
-                "verdicts": [], "overall_verdict": "error",
-                "error": error_fields(run.interrupted or run.failure),
-            })
+            record.update(failed_run_fields("the run failed"),
+                          error=error_fields(run.interrupted or run.failure))
             return record
         throttled = (record["thermal"] or {}).get("throttled")
         from harness.stats import summarize  # numpy: warmed up while the agent ran
@@ -375,6 +355,37 @@ class _RunState:
 
 
 _WARM_UP: threading.Thread | None = None
+
+
+def record_head(profile: DeviceProfile, settings: RunSettings, name: str, run_id: str,
+                artifact: dict[str, Any]) -> dict[str, Any]:
+    """What every record says of itself first: ids, device, artifact, benchmark.
+    Shared by a run's record and the failure record of a run that never started."""
+    p = profile
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "record_id": uuid.uuid4().hex,
+        "run_id": run_id,
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "device": {"name": p.name, "transport": p.transport, "platform": p.platform,
+                   "runtime": p.runtime, "emulated": p.emulated, "hardware": p.hardware},
+        "artifact": artifact,
+        "benchmark": {"name": name, "seq_len_tokens": settings.seq_len_tokens, "batch": 1,
+                      "threads": settings.threads, "warmup_count": settings.warmup_count,
+                      "min_count": settings.min_count, "min_duration_s": settings.min_duration_s,
+                      "max_count": settings.max_count, "max_duration_s": settings.max_duration_s},
+    }
+
+
+def failed_run_fields(reason: str) -> dict[str, Any]:
+    """The measurement fields of a run that measured nothing: null, never a guess."""
+    return {
+        "latency_ms": None, "cold_start_ms": None, "parity": None,
+        "memory": {"peak_rss_mb": None, "source": None},
+        "validity": {"valid": False, "reasons": [reason], "count": None, "duration_s": None,
+                     "stopped_by": None},
+        "verdicts": [], "overall_verdict": "error",
+    }
 
 
 def warm_up_judging() -> threading.Thread:

@@ -78,17 +78,24 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _install(handler) -> dict:
-    """Set handler for the stop signals; return the old ones to restore.
+@contextlib.contextmanager
+def _handled_by(handler) -> Iterator[None]:
+    """Inside: handler handles the stop signals; after: the old handlers again.
 
+    Outside the main thread (where Python cannot set handlers) nothing changes.
     A handler installed outside Python (getsignal gives None) cannot be put
     back, so that signal is left alone.
     """
-    old = {}
-    for s in STOP_SIGNALS:
-        if signal.getsignal(s) is not None:
-            old[s] = signal.signal(s, handler)
-    return old
+    if not _in_main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS
+           if signal.getsignal(s) is not None}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager
@@ -103,9 +110,6 @@ def signals_as_exceptions(stream=None) -> Iterator[None]:
     who really wants out. Outside the main thread (where Python cannot set
     handlers) this does nothing.
     """
-    if not _in_main_thread():
-        yield
-        return
     out = stream or sys.stderr
     count = 0
 
@@ -122,12 +126,8 @@ def signals_as_exceptions(stream=None) -> Iterator[None]:
         print(f"gem-hil: {signal_name(signum)} again: still stopping the run and cleaning up "
               "the device (bounded); send it once more to exit at once", file=out, flush=True)
 
-    old = _install(handler)
-    try:
+    with _handled_by(handler):
         yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 @contextlib.contextmanager
@@ -139,19 +139,14 @@ def deferred() -> Iterator[None]:
     the ones that finally see the signal (Interrupted, KeyboardInterrupt, or the
     default action), so behaviour outside stays exactly as it was.
     """
-    if not _in_main_thread():
-        yield
-        return
     pending: list[int] = []
 
     def hold(signum: int, frame: FrameType | None) -> None:
         pending.append(signum)
 
-    old = _install(hold)
     try:
-        yield
+        with _handled_by(hold):
+            yield
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        for signum in dict.fromkeys(pending):
+        for signum in dict.fromkeys(pending):  # the handlers from before are back: they see it
             signal.raise_signal(signum)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import secrets
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -147,44 +146,31 @@ class RunPlan:
     def record_failure(self, stage: str, exc: BaseException, wall_s: float = 0.0) -> Path:
         """Write a failure record for a run that never reached the device."""
         from harness import __version__
-        from harness.record import SCHEMA_VERSION, harness_git_state, write_record
+        from harness.bench import failed_run_fields, record_head
+        from harness.record import harness_git_state, write_record
 
         p = self.profile
-        s = p.run
         commit, dirty = harness_git_state()
-        record: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "record_id": uuid.uuid4().hex,
-            "run_id": self.run_id,
-            "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "device": {"name": p.name, "transport": p.transport, "platform": p.platform,
-                       "runtime": p.runtime, "emulated": p.emulated, "hardware": p.hardware},
-            "artifact": {"model": self.model, "variant": self.variant, "format": self.fmt,
-                         "sha256": None, "size_bytes": None, "opset": None,
-                         "params_total": None, "params_active_per_token": None},
-            "benchmark": {"name": "latency", "seq_len_tokens": s.seq_len_tokens, "batch": 1,
-                          "threads": s.threads, "warmup_count": s.warmup_count,
-                          "min_count": s.min_count, "min_duration_s": s.min_duration_s,
-                          "max_count": s.max_count, "max_duration_s": s.max_duration_s},
-            "latency_ms": None, "cold_start_ms": None, "parity": None,
-            "memory": {"peak_rss_mb": None, "source": None},
+        record = record_head(p, p.run, "latency", self.run_id, {
+            "model": self.model, "variant": self.variant, "format": self.fmt, "sha256": None,
+            "size_bytes": None, "opset": None, "params_total": None,
+            "params_active_per_token": None})
+        record.update(failed_run_fields(f"the {stage} failed"))
+        record.update({
             "energy": {"energy_per_inference_mj": None, "sensor": None,
                        "status": "no_sensor", "note": f"the run stopped at the {stage} stage"},
             "thermal": None,
-            "validity": {"valid": False, "reasons": [f"the {stage} failed"], "count": None,
-                         "duration_s": None, "stopped_by": None},
-            "verdicts": [], "overall_verdict": "error",
             # nothing ran on the device, so nothing is known of it: null, not a guess
             "environment": {"device": p.name, "os": None, "kernel": None, "machine": None,
                             "cpu_model": None, "cpu_count": None, "runtime": p.runtime,
-                            "runtime_version": None, "threads": s.threads, "governor": None,
+                            "runtime_version": None, "threads": p.run.threads, "governor": None,
                             "harness_version": __version__, "harness_commit": commit,
                             "harness_dirty": dirty},
             "harness": {"wall_s": wall_s, "agent_wall_s": None, "overhead_ms": None,
                         "push_s": 0.0, "push_skipped": False},
             "error": {"kind": stage, "message": str(exc), "exit_code": None,
                       "stderr_tail": ""},
-        }
+        })
         return write_record(record, self.report_dir)
 
     def gate_argv(self) -> list[str]:

@@ -14,11 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.profiles import DeviceProfile
     from harness.qemu.image import ImageBuildError, ImagePaths, build_image, cached_image
-    from harness.qemu.transport import VmTransport
 
-__all__ = ["ImageBuildError", "ImagePaths", "build_image", "cached_image", "open_vm_transport"]
+__all__ = ["ImageBuildError", "ImagePaths", "build_image", "cached_image"]
 
 _FROM_IMAGE = ("ImageBuildError", "ImagePaths", "build_image", "cached_image")
 
@@ -30,9 +28,3 @@ def __getattr__(name: str) -> Any:
         return getattr(image, name)
     raise AttributeError(f"module 'harness.qemu' has no attribute {name!r}")
 
-
-def open_vm_transport(profile: DeviceProfile, **kw: Any) -> VmTransport:
-    """See harness.qemu.transport.open_vm_transport."""
-    from harness.qemu.transport import open_vm_transport as _open
-
-    return _open(profile, **kw)

@@ -219,15 +219,3 @@ def wrap(profile: DeviceProfile, vm: RunningVm, link: SshTransport, s: VmSetting
         raise
     return t
 
-
-def open_vm_transport(profile: DeviceProfile, state_root: Path | None = None) -> VmTransport:
-    """Boot (or reuse) the profile's VM and return a Transport into it.
-
-    The assembly (VM, then the SSH link into it) lives in harness.device;
-    this is the short way for callers that want only the transport. close()
-    stops the VM only if this process booted it and no other transport of
-    this process still uses it.
-    """
-    from harness.device import open_vm_link
-
-    return open_vm_link(profile, state_root=state_root)

@@ -67,6 +67,7 @@ from harness.transports.adb_settings import split_address as _split_address
 from harness.transports.base import (
     CommandResult,
     Transport,
+    command_label,
     parse_sha256sum,
     safe_local_name,
     sha256_file,
@@ -397,8 +398,8 @@ class AdbTransport(Transport):
             except Exception as err:  # noqa: BLE001 - the link may be half-dead now
                 how = f"could not close its shell stream ({type(err).__name__}); the agent " \
                       "may run on until its own timeout"
-            what = "the agent" if "gem_agent.py" in label else f"`{label[:40]}`"
-            note(exc, f"stopped {what} ({how})")
+            # label is shlex.join(argv): split back, to name it as every transport does
+            note(exc, f"stopped {command_label(shlex.split(label))} ({how})")
             raise
         return b"".join(chunks)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import secrets
+import shlex
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,21 @@ from gem.files import sha256_file  # the one implementation; transports import i
 from harness.errors import TransferError
 
 CHUNK_BYTES = 1 << 20
+#: How long a stopped command gets between SIGTERM and SIGKILL, on every transport.
+KILL_GRACE_S = 2.0
+
+
+def short_command(argv: Sequence[str], limit: int = 200) -> str:
+    """A command for a message: quoted as it ran, cut to a readable length."""
+    text = shlex.join(argv)
+    return "`" + (text if len(text) <= limit else text[:limit] + " ...") + "`"
+
+
+def command_label(argv: Sequence[str]) -> str:
+    """What a stopped command is called in a message: the agent by name."""
+    if any(a.endswith("gem_agent.py") for a in argv):
+        return "the agent"
+    return short_command(argv, 60)
 
 
 @dataclass(frozen=True)

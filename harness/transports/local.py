@@ -19,10 +19,14 @@ from pathlib import Path
 from gem.files import cache_root
 from harness.errors import CommandTimeout, TransferError
 from harness.interrupts import note
-from harness.transports.base import CommandResult, Transport, safe_local_name, sha256_file
-
-#: How long an interrupted command gets between SIGTERM and SIGKILL.
-KILL_GRACE_S = 2.0
+from harness.transports.base import (
+    KILL_GRACE_S,
+    CommandResult,
+    Transport,
+    command_label,
+    safe_local_name,
+    sha256_file,
+)
 
 
 def default_home() -> Path:
@@ -86,8 +90,8 @@ class LocalTransport(Transport):
                 "and was killed; raise [run] timeout_s in the profile if the device is just slow"
             ) from None
         except BaseException as exc:  # Ctrl-C, SIGTERM (harness.interrupts): stop it, go on
-            note(exc, f"stopped {_what(argv)} ({_kill_group(proc, KILL_GRACE_S)} its process "
-                      f"group {proc.pid})")
+            how = _kill_group(proc, KILL_GRACE_S)
+            note(exc, f"stopped {command_label(argv)} ({how} its process group {proc.pid})")
             raise
         finally:
             os.close(lifeline_w)
@@ -145,10 +149,3 @@ def _kill_group(proc: subprocess.Popen, grace_s: float) -> str:
         how = "could not signal"
     proc.communicate()
     return how
-
-
-def _what(argv: Sequence[str]) -> str:
-    """The command in a message: the agent by name, anything else by its program."""
-    if any(a.endswith("gem_agent.py") for a in argv):
-        return "the agent"
-    return f"`{Path(argv[0]).name}`"

@@ -65,10 +65,13 @@ from harness.errors import (
 )
 from harness.interrupts import note
 from harness.transports.base import (
+    KILL_GRACE_S,
     CommandResult,
     Transport,
+    command_label,
     parse_sha256sum,
     safe_local_name,
+    short_command,
 )
 from harness.transports.ssh_settings import SshSettings, check_private_key_file
 
@@ -90,8 +93,6 @@ STREAM_CHUNK_BYTES = 1 << 20
 #: A push fails when the device accepts no byte (or sends no answer) for this
 #: long; a dead link is noticed sooner through TCP_USER_TIMEOUT (tune_socket).
 STREAM_STALL_S = 60.0
-#: How long a killed command gets between SIGTERM and SIGKILL on the device.
-KILL_GRACE_S = 2.0
 #: After the shell is gone, how long the rest of its process group gets before SIGKILL.
 GROUP_GRACE_S = 0.5
 #: How long an interrupted command's PID line is waited for before giving up on it.
@@ -396,7 +397,7 @@ class SshTransport(Transport):
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self._drop()
             raise TransportError(f"{self.device_name}: connection to {self.address} broke "
-                                 f"while running {_short(argv)}: {exc}") from None
+                                 f"while running {short_command(argv)}: {exc}") from None
         except BaseException as exc:  # Ctrl-C, SIGTERM (harness.interrupts): stop it, go on
             note(exc, self._stop_interrupted(chan, running, argv))
             raise
@@ -410,7 +411,7 @@ class SshTransport(Transport):
         if rc is None:
             self._drop()
             raise TransportError(
-                f"{self.device_name}: {_short(argv)} ended without an exit status "
+                f"{self.device_name}: {short_command(argv)} ended without an exit status "
                 f"(the connection to {self.address} closed); stderr tail: {err[-500:]!r}")
         return CommandResult(argv, rc, out, err, time.monotonic() - t0)
 
@@ -456,7 +457,7 @@ class SshTransport(Transport):
         killed = self._kill_group(pid)
         tail = err.decode("utf-8", "replace")[-800:]
         raise CommandTimeout(
-            f"{self.device_name}: {_short(argv)} did not finish within its timeout of "
+            f"{self.device_name}: {short_command(argv)} did not finish within its timeout of "
             f"{timeout:g} s on {self.address}; {killed}. Raise the timeout (timeout_s in [run] or "
             f"command_timeout_s in [ssh] of {self.where}) if it is just slow. "
             f"stderr tail: {tail!r}"
@@ -503,8 +504,7 @@ class SshTransport(Transport):
                 else:
                     select.select([chan.fileno()], [], [], 0.05)
         chan.close()
-        what = "the agent" if any(a.endswith("gem_agent.py") for a in argv) else _short(argv, 60)
-        return f"stopped {what} ({self._kill_group(running.pid)})"
+        return f"stopped {command_label(argv)} ({self._kill_group(running.pid)})"
 
     def _exec_plain(self, command: str, timeout_s: float) -> str:
         """Run a trusted, already-quoted shell snippet; return stdout (helper use only)."""
@@ -630,8 +630,10 @@ class SshTransport(Transport):
     def _stream_command(self, remote_tmp: str, size: int) -> str:
         """The device command of a push (a method so a test can run it under
         another PATH, e.g. one without python3, to exercise the tee path)."""
-        py = shlex.join(["python3", "-I", "-S", "-c", _STREAM_PY, remote_tmp, str(size)])
-        sh = shlex.join(["sh", "-c", _STREAM_SCRIPT, "sh", remote_tmp, str(size)])
+        final = _final_name(remote_tmp)
+        args = [remote_tmp, str(size), final, _hash_record_path(final)]
+        py = shlex.join(["python3", "-I", "-S", "-c", _STREAM_PY, *args])
+        sh = shlex.join(["sh", "-c", _STREAM_SCRIPT, "sh", *args])
         # the login shell starts python3 itself when there is one (one process
         # fewer than going through sh first), else the POSIX fallback script
         return f"command -v python3 >/dev/null 2>&1 && exec {py}; exec {sh}"
@@ -691,8 +693,7 @@ class SshTransport(Transport):
         gone); the record lets the next remote_sha256 skip an unchanged
         re-push without reading the file."""
         answer = None
-        if remote_tmp.startswith(f"{remote}.part-{sha256[:12]}-"):  # the script derives
-            # the final name: everything before the last ".part-"
+        if _final_name(remote_tmp) == remote:  # the name the waiting script renames to
             answer = self._verdict(remote_tmp, f"commit {sha256}")
         if answer is not None:
             out, err, rc = answer
@@ -766,10 +767,11 @@ def _abandon(client: paramiko.SSHClient, sock: socket.socket, wire_log: str) -> 
     sock.close()
 
 
-def _short(argv: Sequence[str], limit: int = 200) -> str:
-    """The command for a message: quoted as it ran, cut to a readable length."""
-    text = shlex.join(argv)
-    return "`" + (text if len(text) <= limit else text[:limit] + " ...") + "`"
+def _final_name(remote_tmp: str) -> str:
+    """The name a pushed temporary file gets once verified: all before its last
+    ``.part-`` (Transport.push names it ``<remote>.part-<sha12>-<nonce>``)."""
+    head, sep, _ = remote_tmp.rpartition(".part-")
+    return head if sep else remote_tmp
 
 
 def _hash_record_path(remote: str) -> str:
@@ -800,15 +802,15 @@ exit 0
 """
 
 #: The device side of a push without python3, run as ``sh -c SCRIPT sh TMP
-#: SIZE`` with the file on stdin; with python3 on the board _STREAM_PY (1 MiB
+#: SIZE FINAL RECORD`` with the file on stdin; with python3 on the board _STREAM_PY (1 MiB
 #: reads, hashlib) does the same job (see _stream_command). Here head | tee
 #: feeds the hash tool (8 KiB buffers and more processes cost more CPU, but
 #: they are everywhere). Either way:
 #: one pass, exactly SIZE bytes read, every write checked, ``sha256 HEX BYTES``
-#: printed; then one verdict line: ``commit SHA`` renames TMP to its name
-#: without the ``.part-*`` suffix and writes the hash record; anything else
+#: printed; then one verdict line: ``commit SHA`` renames TMP to FINAL and
+#: writes the hash record RECORD (both given by _stream_command); anything else
 #: (``abort``, or EOF from a lost link) removes TMP. Any failure removes TMP.
-_STREAM_SCRIPT = r"""f=$1 n=$2
+_STREAM_SCRIPT = r"""f=$1 n=$2 final=$3 rec=$4
 set -f
 case $f in -*) f=./$f;; esac
 mkdir -p -- "$(dirname -- "$f")" || exit 73
@@ -826,19 +828,16 @@ h=; for w in $out; do [ ${#w} -eq 64 ] && h=$w; done
 echo "sha256 $h $n"
 read -r verdict sha || verdict=eof
 [ "$verdict" = commit ] || { rm -f -- "$f"; echo aborted; exit 0; }
-final=${f%.part-*}
 mv -f -- "$f" "$final" || { rm -f -- "$f"; exit 77; }
-case $final in */*) rec=${final%/*}/.${final##*/}.gem-hil-sha256;;
-  *) rec=.$final.gem-hil-sha256;; esac
 s=$(stat -c '%s %i %.9Y %.9Z' -- "$final" 2>/dev/null) \
   && { printf '%s %s\n' "$sha" "$s" 2>/dev/null > "$rec" || rm -f -- "$rec"; }
 echo committed
 """
 
-#: The python3 version of _STREAM_SCRIPT (argv: TMP SIZE), same protocol.
+#: The python3 version of _STREAM_SCRIPT (argv: TMP SIZE FINAL RECORD), same protocol.
 #: Kept to Python 3.4 syntax (``-I`` needs 3.4): boards ship old interpreters.
 _STREAM_PY = r"""import hashlib, os, sys
-path, size = sys.argv[1], int(sys.argv[2])
+path, size, final, record = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 def fail(msg, code):
     try:
         os.unlink(path)
@@ -887,13 +886,10 @@ while not line.endswith(b"\n"):
 words = line.decode("ascii", "replace").split()
 if len(words) != 2 or words[0] != "commit":
     fail("aborted", 0)
-final = path[:path.rindex(".part-")]
 try:
     os.rename(path, final)
 except OSError as e:
     fail("cannot rename %s to %s: %s" % (path, final, e.strerror), 77)
-head, name = os.path.split(final)
-record = os.path.join(head, "." + name + ".gem-hil-sha256")
 try:
     st = os.stat(final)
     with open(record, "w") as f:

@@ -148,7 +148,8 @@ def run_bench(board, tmp: Path, args: argparse.Namespace) -> str:  # noqa: ANN00
             chan = t._open_channel(60)
             try:
                 chan.exec_command(shlex.join(["python3", "-I", "-S", "-c", writer_only,
-                                              f"{WORKDIR}/up{i}.part-x", str(size)]))
+                                              f"{WORKDIR}/up{i}.part-x", str(size),
+                                              f"{WORKDIR}/up{i}", f"{WORKDIR}/.up{i}.rec"]))
                 with open(big, "rb", buffering=0) as src:
                     assert t._stream_file(chan, src) == size
                 chan.sendall(b"commit " + b"0" * 64 + b"\n")

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.device import open_vm_link as open_vm_transport
 from harness.errors import HostKeyError
 from harness.profiles import load_profile
 from harness.qemu.image import ImagePaths, build_image, cached_image, missing_build_tools
 from harness.qemu.initramfs import CpioWriter
-from harness.qemu.transport import VmTransport, acquire_vm, open_vm_transport
+from harness.qemu.transport import VmTransport, acquire_vm
 from harness.qemu.vm import QemuBootError, VmDiedError, boot_vm, find_vm
 from harness.transports.ssh import SshTransport
 
