@@ -390,21 +390,18 @@ def failed_run_fields(reason: str) -> dict[str, Any]:
 
 def warm_up_judging() -> threading.Thread:
     """Import what judging a run needs (numpy for the statistics, the record's
-    schema validator) in a thread, once per process, while the harness does
-    other things or waits on the agent: these imports were the largest part of
-    its overhead per run. Start it early; join() before judging is free if done."""
+    schema validator) in a thread, once per process, while the harness waits on
+    the agent: these imports were the largest part of its overhead per run.
+    join() before judging; it is free once done."""
     global _WARM_UP
     if _WARM_UP is not None:
         return _WARM_UP
 
     def work() -> None:
         import harness.stats  # noqa: F401
-        from harness.record import schema
+        from harness.record import validator
 
-        schema()
-        from harness.record import _validator
-
-        _validator()
+        validator()
 
     _WARM_UP = threading.Thread(target=work, name="gem-hil-warm-up", daemon=True)
     _WARM_UP.start()

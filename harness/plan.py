@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError, HarnessError
-from harness.profiles import DeviceProfile, load_profile
+from harness.profiles import VARIANTS, DeviceProfile, load_profile
 
 if TYPE_CHECKING:
     from harness.artifacts import LocalArtifact
     from harness.bench import DeviceSession
 
-VARIANTS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -209,9 +208,8 @@ def make_plan(values: Mapping[str, Any], base_dir: Path | None = None,
         where = "--gem-model" if get("--gem-model") else f"{profile.path}: [run] model"
         raise ConfigError(f"{where}: unknown GEM model {model!r}; known: "
                           f"{', '.join(config_names())}")
-    if variant not in VARIANTS:
-        raise ConfigError(f"{profile.path}: [run] variant {variant!r}: expected one of "
-                          f"{', '.join(VARIANTS)}")
+    if variant not in VARIANTS:  # the profile's is checked at load: a caller's value
+        raise ConfigError(f"--gem-variant: {variant!r}: expected one of {', '.join(VARIANTS)}")
     report_root = Path(get("--report-dir"))
     if not report_root.is_absolute() and base_dir is not None:
         report_root = base_dir / report_root

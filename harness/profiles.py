@@ -37,6 +37,9 @@ _REQUIRED = object()
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
                dict: "a table", list: "a list"}
 
+#: the artifact variants a GEM build offers ([run] variant, --gem-variant)
+VARIANTS = ("fp32", "int8")
+
 #: tables every profile may carry besides the registered ones
 _FREE_TABLES = ("hardware", "budgets")
 
@@ -127,7 +130,7 @@ class RunSettings:
                           "is relative to the profile's folder")
     threads: int = setting(1, minimum=1, help="inference threads the runtime may use")
     model: str = setting("tiny", help="GEM config to benchmark (gem/config.py)")
-    variant: str = setting("int8", choices=("fp32", "int8"), help="artifact variant")
+    variant: str = setting("int8", choices=VARIANTS, help="artifact variant")
     seq_len_tokens: int = setting(64, minimum=1, help="tokens per inference")
     warmup_count: int = setting(5, minimum=0, help="untimed inferences before the timed ones")
     min_count: int = setting(50, minimum=1, help="timed inferences at least")

@@ -63,17 +63,12 @@ class GemState:
 
     config: pytest.Config
     plan: RunPlan | None = None
-    outcomes: list[BenchOutcome] = field(default_factory=list)
     #: benchmark name -> its outcome, or the error it failed with: a benchmark
     #: runs once per session, whatever happened
     benchmarks: dict[str, BenchOutcome | HarnessError] = field(default_factory=dict)
     gate_exit_code: int | None = None
     gate_error: str | None = None
     signals: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-
-    @property
-    def profile(self) -> DeviceProfile | None:
-        return self.plan.profile if self.plan else None
 
 
 STATE_KEY = pytest.StashKey[GemState]()
@@ -135,7 +130,6 @@ def gem_bench(gem_device: DeviceSession, gem_artifact: LocalArtifact,
             except HarnessError as exc:
                 state.benchmarks[name] = exc
                 raise
-            state.outcomes.append(outcome)
             state.benchmarks[name] = outcome
         done = state.benchmarks[name]
         if isinstance(done, HarnessError):

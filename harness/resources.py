@@ -59,8 +59,4 @@ def targets_search_path(targets_dir: Path | None = None) -> list[Path]:
         path += [Path(p) for p in env.split(os.pathsep) if p]
     path.append(user_targets_dir())
     path.append(shipped_dir("targets"))
-    seen: list[Path] = []
-    for p in path:
-        if p not in seen:
-            seen.append(p)
-    return seen
+    return list(dict.fromkeys(path))

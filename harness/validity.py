@@ -25,10 +25,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.registry import TableContext, parse_settings, registry, setting
+from harness.registry import registry, setting
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,16 +59,6 @@ class ValidityBounds:
                                    "latency) for reporting outliers")
     allow_throttled: bool = setting(True, help="whether a throttled run may be valid (also "
                                     "settable in [sensors])")
-
-    @classmethod
-    def from_mapping(cls, table: Mapping[str, Any], where: str = "[validity]",
-                     base: ValidityBounds | None = None) -> ValidityBounds:
-        """Check a [validity]-shaped mapping (unknown keys, types, limits) and overlay it
-        on base; profiles are checked at load, this is for other callers."""
-        file, _, table_name = where.rpartition(": [")
-        ctx = TableContext(Path(file or "<mapping>"), table_name.rstrip("]") or "validity")
-        parsed = parse_settings(cls, table, ctx)
-        return replace(base or cls(), **{k: getattr(parsed, k) for k in table})
 
     @classmethod
     def from_profile(cls, profile: Any) -> ValidityBounds:

@@ -175,13 +175,17 @@ class SysfsSampler(threading.Thread):
 # -- supervision: never outlive the harness -------------------------------------
 
 
-def proc_start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat: when the process started, in clock ticks since
-    boot. With the boot id it names one process for good, whatever PIDs are reused."""
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the process name ([] when there is no
+    such process): [0] is the state letter (R, S, Z, ...), [19] the start time."""
     text = read_text(f"/proc/{pid}/stat")
-    if not text:
-        return None
-    fields = text.rsplit(")", 1)[-1].split()  # the name in (...) may hold spaces
+    return text.rsplit(")", 1)[-1].split() if text else []  # the name may hold spaces
+
+
+def proc_start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot. With the boot id it
+    names one process for good, whatever PIDs are reused."""
+    fields = proc_stat(pid)
     try:
         return int(fields[19])
     except (IndexError, ValueError):
@@ -189,11 +193,8 @@ def proc_start_ticks(pid: int) -> int | None:
 
 
 def proc_state(pid: int) -> str | None:
-    """The process's state letter (R, S, Z, ...), None when there is no such process."""
-    text = read_text(f"/proc/{pid}/stat")
-    if not text:
-        return None
-    fields = text.rsplit(")", 1)[-1].split()
+    """The process's state letter, None when there is no such process."""
+    fields = proc_stat(pid)
     return fields[0] if fields else None
 
 
@@ -268,10 +269,7 @@ class Lease:
         """Remove the lease if it is still ours (a later agent may have taken it)."""
         info = read_lease(self.path)
         if info is not None and info.get("pid") == self.pid:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+            _unlink(self.path)
 
 
 def read_lease(path: str) -> dict | None:

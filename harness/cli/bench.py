@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from harness.cli import ExitCode
-from harness.plan import VARIANTS, add_argparse_options
+from harness.plan import add_argparse_options
+from harness.profiles import VARIANTS
 
 #: which overall verdict maps to which exit code
 VERDICT_EXIT = {"pass": ExitCode.PASS, "fail": ExitCode.FAIL}

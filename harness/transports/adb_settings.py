@@ -11,10 +11,9 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.errors import ConfigError
-from harness.registry import TableContext, parse_settings, registry, setting
+from harness.registry import TableContext, registry, setting
 
 DEFAULT_KEY_PATH = Path("~/.android/adbkey")
 DEFAULT_PORT = 5555
@@ -77,8 +76,3 @@ class AdbSettings:
             if mode & 0o077:
                 raise ctx.error("key_path", f"{key}: the adb private key is readable by others "
                                             f"(mode {mode:04o}); fix it with: chmod 600 {key}")
-
-    @classmethod
-    def from_section(cls, sec: Any) -> AdbSettings:
-        """From a profiles.Section (file + table name + data), checked like at load."""
-        return parse_settings(cls, sec.data, TableContext(Path(sec.file), sec.name))

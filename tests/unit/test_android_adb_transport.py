@@ -14,7 +14,6 @@ pytest.importorskip("adb_shell", reason="the ADB transport needs adb-shell==0.4.
 from adb_shell.transport.tcp_transport import TcpTransport  # noqa: E402
 
 from harness.errors import ConfigError  # noqa: E402
-from harness.profiles import Section  # noqa: E402
 from harness.transports.adb import AdbSettings, AdbTransport, GuardedTcpTransport  # noqa: E402
 
 
@@ -26,11 +25,16 @@ def test_build_command_quotes_every_word():
 
 
 def test_settings_need_exactly_one_of_address_or_serial(tmp_path):
+    from harness.registry import TableContext, parse_settings
+
+    def settings(data):
+        return parse_settings(AdbSettings, data, TableContext(tmp_path / "p.toml", "adb"))
+
     with pytest.raises(ConfigError, match="exactly one"):
-        AdbSettings.from_section(Section({}, tmp_path / "p.toml", "adb"))
+        settings({})
     with pytest.raises(ConfigError, match="host:port"):
-        AdbSettings.from_section(Section({"address": "h:99999"}, tmp_path / "p.toml", "adb"))
-    s = AdbSettings.from_section(Section({"address": "10.0.0.2:5555"}, tmp_path / "p", "adb"))
+        settings({"address": "h:99999"})
+    s = settings({"address": "10.0.0.2:5555"})
     assert s.address == "10.0.0.2:5555" and s.key_path.name == "adbkey"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -86,7 +88,10 @@ def test_agent_output_and_bounds_from_a_profile(tmp_path):
 
     b = ValidityBounds.from_profile(parse_profile(prof))
     assert b.max_cv == 0.05 and b.min_count == 10 and b.allow_throttled is False
+    from harness.registry import TableContext, parse_settings
+
+    ctx = TableContext(Path("<mapping>"), "validity")
     with pytest.raises(ConfigError, match="max_cvv"):
-        ValidityBounds.from_mapping({"max_cvv": 1})
+        parse_settings(ValidityBounds, {"max_cvv": 1}, ctx)
     with pytest.raises(ConfigError, match="expected a number"):
-        ValidityBounds.from_mapping({"max_cv": "high"})
+        parse_settings(ValidityBounds, {"max_cv": "high"}, ctx)
