@@ -70,7 +70,7 @@ class SensorSettings:
 
     def as_config(self) -> dict[str, Any]:
         """The set values as the mapping the session and energy planner read."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return set_values(self)
 
 
 @registry.table("conditioning", owner="the sensor session",
@@ -91,7 +91,12 @@ class ConditioningSettings:
                                     "e.g. cpus = [2, 3]")
 
     def as_config(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return set_values(self)
+
+
+def set_values(settings: Any) -> dict[str, Any]:
+    """A settings object as a mapping, its defaults filled in and unset (None) keys left out."""
+    return {k: v for k, v in asdict(settings).items() if v is not None}
 
 
 def profile_tables(profile: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -113,12 +118,14 @@ class SensorSession:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.reader = reader
         self.transport = transport
-        self.cfg = dict(sensors or {})
-        self.cond = dict(conditioning or {})
+        # through the settings classes: their defaults are the only ones (a caller
+        # may pass just the keys it sets)
+        self.cfg = SensorSettings(**dict(sensors or {})).as_config()
+        self.cond = ConditioningSettings(**dict(conditioning or {})).as_config()
         self.platform = platform
         self._clock_ns = clock_ns
         self._sleep = sleep
-        self.sample_interval_ms: int = int(self.cfg.get("sample_interval_ms", 50))
+        self.sample_interval_ms: int = int(self.cfg["sample_interval_ms"])
         self.plan: EnergyPlan = EnergyPlan(None, None, reason="before_run() was not called")
         self.zone: thermal.ThermalZone | None = None
         self.idle: IdleBaseline | None = None
@@ -146,7 +153,7 @@ class SensorSession:
     # -- before ---------------------------------------------------------------
 
     def _use_vcgencmd(self) -> bool:
-        v = self.cfg.get("vcgencmd", "auto")
+        v = self.cfg["vcgencmd"]
         return self.transport is not None and (v is True or (v == "auto" and
                                                               self.platform == "linux"))
 
@@ -169,14 +176,14 @@ class SensorSession:
         if "cooldown_below_c" in self.cfg:
             self.cooldown_result = cooldown(
                 self._temp_now, float(self.cfg["cooldown_below_c"]),
-                float(self.cfg.get("cooldown_timeout_s", 120.0)),
-                float(self.cfg.get("cooldown_poll_s", 2.0)),
+                float(self.cfg["cooldown_timeout_s"]),
+                float(self.cfg["cooldown_poll_s"]),
                 clock=lambda: self._clock_ns() / 1e9, sleep=self._sleep)
         self._throttle_before = thermal.read_throttle_counts(self.reader, self._throttle_paths)
         if self._use_vcgencmd():
             self._vc_before = vcgencmd.read_throttled(self.transport)  # type: ignore[arg-type]
-        self.idle = measure_idle(self.reader, self.plan, float(self.cfg.get("idle_s", 2.0)),
-                                 float(self.cfg.get("idle_interval_s", 0.1)),
+        self.idle = measure_idle(self.reader, self.plan, float(self.cfg["idle_s"]),
+                                 float(self.cfg["idle_interval_s"]),
                                  clock=self._clock_ns, sleep=self._sleep)
         self._temp_start = self._temp_now()
         return self.sample_paths()
@@ -281,6 +288,6 @@ class SensorSession:
         """Restore the governors set_governor replaced (unless restore_governor = false)."""
         ch = self.governor_change
         if (ch and ch.applied and self.transport is not None
-                and self.cond.get("restore_governor", True)):
+                and self.cond["restore_governor"]):
             cpufreq.restore_governors(self.transport, self.reader, ch.previous)
             self.governor_change = None
