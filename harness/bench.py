@@ -113,6 +113,7 @@ class DeviceSession:
         report_dir: Path | None = None,
         run_id: str | None = None,
         settings: RunSettings | None = None,
+        ab_baseline: LocalArtifact | None = None,
     ) -> BenchOutcome:
         """Run one benchmark and write its record, even when the run fails.
 
@@ -123,11 +124,17 @@ class DeviceSession:
         Conditioning is undone and sensors are closed whatever happens, and a
         signal arriving during that and the record write waits until the record
         is on disk, so nothing measured is lost.
+
+        ab_baseline: an interleaved A/B run: this artifact is timed alternately
+        with `artifact` in the same session, and the record's "ab" object holds
+        the paired comparison (regression.compare_paired); a regression fails
+        the run.
         """
         settings = settings or self.profile.run
         t_start = time.perf_counter()
         base = self._base_record(artifact, name, settings, run_id)
-        run = _RunState()
+        run = _RunState(ab_baseline=ab_baseline)
+        run.budgets, run.budget_sources = self._budgets(artifact, budget_overrides or {})
         try:
             self._run_agent(artifact, settings, run)
         except HarnessError as exc:
@@ -140,8 +147,7 @@ class DeviceSession:
             raise
         with interrupts.deferred():
             self._finish(run)
-            record = self._complete_record(base, artifact, settings, run,
-                                           budget_overrides or {})
+            record = self._complete_record(base, artifact, settings, run)
             wall = time.perf_counter() - t_start
             record["harness"] = {
                 "wall_s": wall,
@@ -184,6 +190,15 @@ class DeviceSession:
         # cooldown and the idle-power baseline wait on purpose: not harness overhead
         run.sensor_wait_s = sensor_wait_s(run.sensors, time.perf_counter() - t1)
         args = agent_args(remote_dir, settings)
+        run.stop_rule, run.stop_rule_reason = self._stop_rule(settings, run.budgets)
+        if run.ab_baseline is not None:
+            self._stage(run, "pushing the A/B baseline artifact")
+            ab_dir, _ = self.push_artifact(run.ab_baseline)
+            args += ["--ab-artifact-dir", ab_dir]
+            run.stop_rule, run.stop_rule_reason = None, ("interleaved A/B: both arms run to "
+                                                         "the minimums")
+        if run.stop_rule is not None:
+            args += ["--stop-rule", json.dumps(run.stop_rule, separators=(",", ":"))]
         for path in paths:
             args += ["--sample-path", path]
         if paths:
@@ -200,6 +215,28 @@ class DeviceSession:
         run.agent_out = parse_agent_output(self.profile.name, res)
         self._stage(run, "reading the device's sensors")
         run.sensor_fields = run.sensors.after_run(run.agent_out)
+
+    def _budgets(self, artifact: LocalArtifact, overrides: Mapping[str, float]
+                 ) -> tuple[dict[str, float], dict[str, str]]:
+        """The budgets this run is gated on (profile, then --budget), with their sources."""
+        m = artifact.manifest
+        budgets = dict(self.profile.budgets_for(m["model"], m["variant"]))
+        sources = {k: "profile" for k in budgets}
+        for k, v in overrides.items():
+            budgets[k] = v
+            sources[k] = "cli"
+        return budgets, sources
+
+    def _stop_rule(self, settings: RunSettings, budgets: Mapping[str, float]
+                   ) -> tuple[dict[str, Any] | None, str]:
+        """The sequential stopping rule for the agent, or None and why not."""
+        from harness.stats import stop_rule
+
+        if not settings.sequential:
+            return None, "[run] sequential = false: sampling stops at the minimums"
+        if self.profile.emulated:
+            return None, "emulated device: timing is recorded, not gated, so nothing to decide"
+        return stop_rule(budgets, settings.min_count, settings.max_count)
 
     def _stage(self, run: _RunState, stage: str, detail: str = "") -> None:
         """Name the step in progress: for an interruption's message, and for the
@@ -255,8 +292,7 @@ class DeviceSession:
             "params_active_per_token": m.get("params_active_per_token")})
 
     def _complete_record(self, record: dict[str, Any], artifact: LocalArtifact,
-                         settings: RunSettings, run: _RunState,
-                         budget_overrides: Mapping[str, float]) -> dict[str, Any]:
+                         settings: RunSettings, run: _RunState) -> dict[str, Any]:
         p = self.profile
         out = run.agent_out
         commit, dirty = harness_git_state()
@@ -275,7 +311,7 @@ class DeviceSession:
             "cpu_count": host.get("cpu_count"), "runtime": p.runtime,
             "runtime_version": runtime.get("version"), "threads": settings.threads,
             "governor": host.get("governor") or conditioning.get("governor"),
-            "python": host.get("python"),
+            "python": host.get("python"), "boot_id": host.get("boot_id"),
             "harness_version": __version__, "harness_commit": commit, "harness_dirty": dirty,
             "host": host, "conditioning": conditioning,
         }
@@ -289,14 +325,15 @@ class DeviceSession:
                           error=error_fields(run.interrupted or run.failure))
             return record
         throttled = (record["thermal"] or {}).get("throttled")
-        from harness.stats import summarize  # numpy: warmed up while the agent ran
+        from harness.stats import replay_stopping, summarize  # numpy: warmed up meanwhile
 
         validity = assess_agent_run(out, validity_bounds(p), throttled=throttled)
         samples_ms = [s / 1e6 for s in out["latency_samples_ns"]]
         kept = validity.kept_samples_ms or samples_ms
+        agent_run = out.get("run") or {}
         latency = {"samples_ms": samples_ms,
                    "warmup_samples_ms": [s / 1e6 for s in out["warmup_samples_ns"]],
-                   **summarize(kept)}
+                   **summarize(kept, period=int(agent_run.get("input_pool_size") or 1))}
         cold = dict(out["cold_start"])
         cold["total_ms"] = cold["session_create_ms"] + cold["first_inference_ms"]
         rss_kb = out.get("peak_rss_kb")
@@ -306,24 +343,39 @@ class DeviceSession:
         pss_kb = (platform_sensors or {}).get("agent_meminfo_total_pss_max_kb")
         if pss_kb is not None:
             memory["meminfo_total_pss_max_mb"] = pss_kb / 1024
+        stopping = dict(out.get("stopping") or {"rule": None, "looks": []})
+        stopping["stopped_by"] = agent_run.get("stopped_by")
+        stopping["stopped_at_count"] = agent_run.get("count")
+        if stopping.get("rule"):
+            stopping["replay"] = replay_stopping(
+                samples_ms, stopping["rule"],
+                agent_run.get("count") if agent_run.get("stopped_by") == "decided" else None)
+        else:
+            stopping["why_not_sequential"] = run.stop_rule_reason
         record.update({
             "latency_ms": latency,
             "cold_start_ms": cold,
             "memory": memory,
             "parity": out["parity"],
             "validity": validity.as_record(),
+            "stopping": stopping,
+            "contention": out.get("contention"),
             "error": None,
         })
         measurements = record_measurements(record)
-        budgets = dict(p.budgets_for(artifact.manifest["model"], artifact.manifest["variant"]))
-        sources = {k: "profile" for k in budgets}
-        for k, v in budget_overrides.items():
-            budgets[k] = v
-            sources[k] = "cli"
-        verdicts = evaluate(budgets, measurements, sources, emulated=p.emulated,
-                            emulator_budgets=p.budgets.get("emulator"))
+        verdicts = evaluate(run.budgets, measurements, run.budget_sources, emulated=p.emulated,
+                            emulator_budgets=p.budgets.get("emulator"),
+                            stopped_by=agent_run.get("stopped_by"),
+                            unstable=not validity.stable)
         record["verdicts"] = [v.as_dict() for v in verdicts]
         record["overall_verdict"] = overall(verdicts)
+        if out.get("ab") and run.ab_baseline is not None:
+            record["ab"] = ab_fields(out["ab"], run.ab_baseline, samples_ms)
+            ab_verdict = record["ab"]["comparison"]["verdict"]
+            if ab_verdict == "regressed":
+                record["overall_verdict"] = "fail"
+            elif ab_verdict == "inconclusive" and record["overall_verdict"] == "pass":
+                record["overall_verdict"] = "inconclusive"
         if not record["validity"]["valid"] and record["overall_verdict"] == "pass":
             record["overall_verdict"] = "inconclusive"
         if run.interrupted is not None:  # measured in full, then stopped: keep both facts
@@ -352,6 +404,11 @@ class _RunState:
     sensors: SensorSession | None = None
     sensor_fields: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    budgets: dict[str, float] = field(default_factory=dict)
+    budget_sources: dict[str, str] = field(default_factory=dict)
+    stop_rule: dict[str, Any] | None = None
+    stop_rule_reason: str = "the run failed before the agent started"
+    ab_baseline: LocalArtifact | None = None
 
 
 _WARM_UP: threading.Thread | None = None
@@ -409,14 +466,14 @@ def warm_up_judging() -> threading.Thread:
 
 
 def validity_bounds(profile: DeviceProfile) -> ValidityBounds:
-    """The profile's bounds. On an emulated device the stability checks (CV, tail,
-    trend, warm-up drift) only report: its timings are recorded, not gated, and an emulator's
-    jitter says nothing about the board. LoadGen's minimums still apply; a key
+    """The profile's bounds. On an emulated device the stability checks (spread, drift,
+    background load, warm-up) only report: its timings are recorded, not gated, and an
+    emulator's jitter says nothing about the board. LoadGen's minimums still apply; a key
     set in the profile's own [validity] table wins."""
     bounds = ValidityBounds.from_profile(profile)
     if profile.emulated:
-        relaxed: dict[str, float] = {k: math.inf for k in ("max_cv", "max_p99_over_p50",
-                                                           "max_trend")}
+        relaxed: dict[str, float] = {k: math.inf for k in (
+            "max_spread", "max_trend", "max_background_cpu_cores")}
         relaxed["max_warmup_exclusion"] = 1.0
         relaxed = {k: v for k, v in relaxed.items() if k not in profile.validity}
         bounds = replace(bounds, **relaxed)
@@ -455,11 +512,30 @@ def energy_fields(sensor_energy: dict[str, Any] | None, platform_finish: dict[st
     return energy
 
 
+def ab_fields(ab: Mapping[str, Any], baseline: LocalArtifact, candidate_ms: list[float]
+              ) -> dict[str, Any]:
+    """The record's "ab" object: the baseline arm's samples and the paired comparison."""
+    from harness.regression import compare_paired
+
+    base_ms = [s / 1e6 for s in ab["baseline_samples_ns"]]
+    m = baseline.manifest
+    return {
+        "baseline_artifact": {"model": m["model"], "variant": m["variant"],
+                              "format": m["format"], "sha256": baseline.sha256},
+        "baseline_samples_ms": base_ms,
+        "baseline_parity": ab.get("baseline_parity"),
+        "baseline_runtime": ab.get("runtime"),
+        "order": ab.get("order"),
+        "comparison": compare_paired(base_ms, candidate_ms).as_dict(),
+    }
+
+
 def agent_args(remote_dir: str, s: RunSettings) -> list[str]:
     return ["--artifact-dir", remote_dir, "--seq-len-tokens", str(s.seq_len_tokens),
             "--threads", str(s.threads), "--warmup-count", str(s.warmup_count),
             "--min-count", str(s.min_count), "--min-duration-s", str(s.min_duration_s),
-            "--max-count", str(s.max_count), "--max-duration-s", str(s.max_duration_s)]
+            "--max-count", str(s.max_count), "--max-duration-s", str(s.max_duration_s),
+            "--input-pool-size", str(s.input_pool_size)]
 
 
 def parse_agent_output(device: str, res) -> dict[str, Any]:

@@ -80,7 +80,11 @@ def parse_budget_override(text: str) -> tuple[str, float]:
 
 @dataclass(frozen=True)
 class Measurement:
-    """A measured value with the interval it is known to within."""
+    """A measured value with the interval it is known to within.
+
+    An end that is None is unbounded on that side (too few samples to bound
+    it); an exactly known value has both ends equal to it (exact()).
+    """
 
     value: float | None
     ci_low: float | None = None
@@ -123,11 +127,30 @@ def _fmt(x: float | None) -> str:
     return f"{x:.4g}"
 
 
-def decide(metric: Metric, limit: float, m: Measurement) -> tuple[str, str]:
+#: how far inside its limit an unstable run's interval must lie for a pass
+#: (docs/statistics.md): a run disturbed by load or drift passes only by a
+#: margin the disturbance cannot have bridged, else it is inconclusive.
+UNSTABLE_MARGIN = 0.5
+
+#: what to change when an interval straddles its limit, by what ended the run
+MORE_SAMPLES_HINT = {
+    "max_count": "raise [run] max_count (the run reached it first)",
+    "max_duration": "raise [run] max_duration_s (the run reached it first)",
+}
+DEFAULT_HINT = "raise [run] min_count / min_duration_s"
+
+
+def decide(metric: Metric, limit: float, m: Measurement, stopped_by: str | None = None
+           ) -> tuple[str, str]:
+    """pass / fail / inconclusive from the interval's ends.
+
+    A missing end (None) is unbounded: too few samples to bound a tail
+    percentile from above never passes it.
+    """
     if m.value is None:
         return "inconclusive", "not measured on this device (no sensor or no data)"
-    lo = m.ci_low if m.ci_low is not None else m.value
-    hi = m.ci_high if m.ci_high is not None else m.value
+    lo = m.ci_low if m.ci_low is not None else -math.inf
+    hi = m.ci_high if m.ci_high is not None else math.inf
     if metric.direction == "max":
         if hi <= limit:
             return "pass", ""
@@ -138,14 +161,40 @@ def decide(metric: Metric, limit: float, m: Measurement) -> tuple[str, str]:
             return "pass", ""
         if hi < limit:
             return "fail", ""
-    return "inconclusive", "the confidence interval straddles the limit: take more samples " \
-                           "(raise [run] min_count / min_duration_s)"
+    hint = MORE_SAMPLES_HINT.get(stopped_by or "", DEFAULT_HINT)
+    if math.isinf(hi) or math.isinf(lo):
+        return "inconclusive", ("too few effective samples to bound it on the "
+                                f"{'upper' if math.isinf(hi) else 'lower'} side: {hint}")
+    return "inconclusive", f"the confidence interval straddles the limit: take more samples " \
+                           f"({hint})"
+
+
+def unstable_verdict(metric: Metric, limit: float, m: Measurement, verdict: str,
+                     reason: str) -> tuple[str, str]:
+    """A pass of a timing metric from an unstable run needs UNSTABLE_MARGIN of room."""
+    if verdict != "pass":
+        return verdict, reason
+    room = limit * (1.0 - UNSTABLE_MARGIN) if metric.direction == "max" \
+        else limit * (1.0 + UNSTABLE_MARGIN)
+    inside = (m.ci_high is not None and m.ci_high <= room) if metric.direction == "max" \
+        else (m.ci_low is not None and m.ci_low >= room)
+    if inside:
+        return "pass", (f"unstable run: passes only because its interval is within "
+                        f"{_fmt(room)} {metric.unit} ({UNSTABLE_MARGIN:.0%} margin)")
+    return "inconclusive", (f"unstable run: a pass needs the interval within {_fmt(room)} "
+                            f"{metric.unit} ({UNSTABLE_MARGIN:.0%} margin); fix the instability "
+                            "(see validity.stability) and rerun")
 
 
 def evaluate(budgets: Mapping[str, float], measurements: Mapping[str, Measurement],
              sources: Mapping[str, str], emulated: bool = False,
-             emulator_budgets: Mapping[str, float] | None = None) -> list[Verdict]:
+             emulator_budgets: Mapping[str, float] | None = None, *,
+             stopped_by: str | None = None, unstable: bool = False) -> list[Verdict]:
     """One verdict per budget.
+
+    stopped_by (the agent's run.stopped_by) picks the hint of an inconclusive
+    verdict; unstable (validity.stability) demands UNSTABLE_MARGIN of room
+    for a pass of a timing metric.
 
     On an emulated device wall-clock metrics are recorded, not gated: TCG
     timings say nothing about the real board. A profile can still gate them
@@ -172,7 +221,9 @@ def evaluate(budgets: Mapping[str, float], measurements: Mapping[str, Measuremen
             if name not in budgets:
                 continue
             limit = budgets[name]
-        verdict, reason = decide(metric, limit, m)
+        verdict, reason = decide(metric, limit, m, stopped_by)
+        if unstable and metric.timing:
+            verdict, reason = unstable_verdict(metric, limit, m, verdict, reason)
         out.append(Verdict(name, metric.unit, metric.direction, limit, m.value, m.ci_low,
                            m.ci_high, verdict, source, reason))
     return out

@@ -32,7 +32,7 @@ from typing import Any
 
 from harness.budgets import METRICS, evaluate, record_measurements
 from harness.errors import ConfigError, HarnessError
-from harness.regression import compare_runs
+from harness.regression import DEFAULT_RUN_SD, compare_runs
 from harness.report import markdown_table, md_escape, text_table
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNSURE = 0, 1, 2
@@ -121,6 +121,18 @@ def record_key(rec: Mapping[str, Any]) -> tuple[str, str, str, str]:
     art = rec.get("artifact") or {}
     return (str((rec.get("device") or {}).get("name")), str(art.get("model")),
             str(art.get("variant")), str((rec.get("benchmark") or {}).get("name")))
+
+
+def boot_runs(records: Sequence[Mapping[str, Any]]) -> list[list[float]]:
+    """The records' kept samples pooled per boot (environment.boot_id): a boot, not a
+    record, is the unit of replication. A record without a boot id is a boot of its own."""
+    boots: dict[str, list[float]] = {}
+    for i, rec in enumerate(records):
+        boot = (rec.get("environment") or {}).get("boot_id") or f"record-{i}"
+        samples = kept_samples(rec)
+        if len(samples) >= 2:
+            boots.setdefault(str(boot), []).extend(samples)
+    return list(boots.values())
 
 
 def kept_samples(rec: Mapping[str, Any]) -> list[float]:
@@ -269,13 +281,13 @@ def _regression_row(cands: list[tuple[Path, dict[str, Any]]],
     if not valid_cands:
         row.verdict, row.note = "invalid", "every candidate run is invalid"
         return row
-    base_runs = [s for r in valid_bases if len(s := kept_samples(r)) >= 2]
-    cand_runs = [s for r in valid_cands if len(s := kept_samples(r)) >= 2]
+    base_runs, cand_runs = boot_runs(valid_bases), boot_runs(valid_cands)
     if not base_runs or not cand_runs:
         row.note = "raw samples missing in the record or the baseline"
         return row
+    period = int((rec.get("latency_ms") or {}).get("input_pool_size") or 1)
     res = compare_runs(base_runs, cand_runs, min_effect=min_effect, confidence=confidence,
-                       run_sd=run_sd)
+                       run_sd=DEFAULT_RUN_SD if run_sd is None else run_sd, period=period)
     row.measured, row.change_pct = res.median_candidate_ms, res.change_pct
     row.limit = res.median_baseline_ms * (1 + min_effect)
     row.direction = "max"

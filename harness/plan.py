@@ -70,6 +70,10 @@ OPTIONS: tuple[Option, ...] = (
            None, "NAME"),
     Option("--gem-variant", "artifact variant (default: the profile's [run] variant)",
            None, "VARIANT", choices=VARIANTS),
+    Option("--ab-variant", "interleaved A/B: also build this variant of the same model as "
+           "the baseline and time both alternately in one session; a regression of the "
+           "candidate's median fails the run (docs/statistics.md)", None, "VARIANT",
+           choices=VARIANTS),
     Option("--artifact-cache", "artifact cache folder (default: $GEM_HIL_CACHE or "
            "~/.cache/gem-hil)", None, "DIR"),
     Option("--accept-new-host-key", "trust an SSH host key seen for the first time and "
@@ -112,6 +116,7 @@ class RunPlan:
     artifact_cache: Path | None = None
     accept_new_host_key: bool = False
     budget_overrides: Mapping[str, float] = field(default_factory=dict)
+    ab_variant: str | None = None
 
     @property
     def report_dir(self) -> Path:
@@ -121,8 +126,9 @@ class RunPlan:
     def label(self) -> str:
         return f"{self.model}-{self.variant}"
 
-    def build_artifact(self) -> LocalArtifact:
-        """The artifact from the content-hash cache, or built now.
+    def build_artifact(self, variant: str | None = None) -> LocalArtifact:
+        """The artifact (or, with variant, another variant of the same model) from the
+        content-hash cache, or built now.
 
         A failed build is a run that failed: its failure record is written to the
         report folder (so the gate counts it) before the error is raised.
@@ -131,7 +137,8 @@ class RunPlan:
 
         t0 = time.perf_counter()
         try:
-            return build_artifact(self.model, self.variant, self.fmt, self.artifact_cache)
+            return build_artifact(self.model, variant or self.variant, self.fmt,
+                                  self.artifact_cache)
         except HarnessError as exc:
             path = self.record_failure("build", exc, time.perf_counter() - t0)
             exc.args = (f"{exc} (record: {path})",)
@@ -219,4 +226,4 @@ def make_plan(values: Mapping[str, Any], base_dir: Path | None = None,
                    report_root=report_root, targets_dir=targets,
                    artifact_cache=Path(cache) if cache else None,
                    accept_new_host_key=bool(get("--accept-new-host-key")),
-                   budget_overrides=overrides)
+                   budget_overrides=overrides, ab_variant=get("--ab-variant"))

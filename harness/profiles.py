@@ -137,6 +137,12 @@ class RunSettings:
     min_duration_s: float = setting(1.0, minimum=0, help="timed seconds at least")
     max_count: int = setting(2000, minimum=1, help="stop after this many timed inferences")
     max_duration_s: float = setting(30.0, minimum=0, help="stop after this many timed seconds")
+    sequential: bool = setting(True, help="stop as soon as every gated latency percentile is "
+                               "decided (exact sequential boundaries, docs/statistics.md); "
+                               "false: always sample until the minimums")
+    input_pool_size: int = setting(8, minimum=1, help="different inputs the timed loop cycles "
+                                   "through (one fixed input keeps the routed experts "
+                                   "cache-hot)")
     timeout_s: float = setting(600.0, minimum=1, help="the whole agent run is killed after this")
 
     def check(self, ctx: TableContext) -> RunSettings:

@@ -120,13 +120,14 @@ def gem_bench(gem_device: DeviceSession, gem_artifact: LocalArtifact,
     failure is one failure record and the gate sees the session as it was."""
     state = pytestconfig.stash[STATE_KEY]
     plan = _plan(pytestconfig)
+    ab = plan.build_artifact(plan.ab_variant) if plan.ab_variant else None
 
     def run(name: str = "latency") -> BenchOutcome:
         if name not in state.benchmarks:
             try:
                 outcome = gem_device.run_benchmark(
                     gem_artifact, name=name, budget_overrides=plan.budget_overrides,
-                    report_dir=plan.report_dir, run_id=plan.run_id)
+                    report_dir=plan.report_dir, run_id=plan.run_id, ab_baseline=ab)
             except HarnessError as exc:
                 state.benchmarks[name] = exc
                 raise

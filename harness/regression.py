@@ -5,19 +5,34 @@ compares point estimates pages someone every night; one that only asks "is it
 statistically different" flags 0.4 % changes on a quiet board. So a verdict
 here needs both:
 
-* statistical evidence: the bootstrap confidence interval of the ratio of
-  medians (candidate / baseline) excludes 1, and the Mann-Whitney U test
-  agrees (p below 1 - confidence);
+* statistical evidence: the confidence interval of the ratio of medians
+  (candidate / baseline) excludes 1;
 * practical size: the point estimate of the ratio is at least 1 + min_effect
   (3 % by default).
 
 "unchanged" is also a claim that needs evidence: neither of the above, AND
 the interval rules out a change of rule_out (default 2 x min_effect, i.e. 6 %)
-either way (an equivalence test with a margin wider than the flagging
-threshold: with a margin equal to it, every clean run whose estimate lands at
-+2 % would come back "inconclusive" and the gate would cry wolf in the other
-direction). Anything else is "inconclusive": the runs are too short or too
-noisy to tell, and the fix is more samples, not a guess.
+either way. Anything else is "inconclusive": the runs are too short or too
+noisy to tell, and the fix is more samples or boots, not a guess.
+
+What the interval allows for, because simulation showed each one breaking
+the error rates when ignored (docs/statistics.md):
+
+* autocorrelation within a run: each run's sampling variance is multiplied
+  by its variance inflation (harness/stats.py), so a run of n dependent
+  samples counts as n / IF;
+* boot-to-boot drift: a device after a reboot is not the same device
+  (clocks, memory layout, temperature move the whole run by 1-2 %). The unit
+  of replication is a boot, not a record: runs from one boot are pooled, the
+  run-to-run sd tau is estimated from the spread of boots, and never taken
+  below a per-device floor (run_sd, 1 % by default; learned from history
+  where it exists). With one boot per side the floor is all there is, so a
+  single pair of runs detects only large changes: take several boots per
+  side, or use the interleaved A/B design (compare() on samples taken
+  alternately in one session, where drift cancels).
+
+Mann-Whitney U is computed and reported, not used: it assumes independent
+samples and flagged 63 % of no-change runs at rho = 0.9.
 
 The median is the compared statistic because it is what moves when code gets
 slower, and it is robust to the tail outliers every device produces. The
@@ -54,6 +69,10 @@ class RegressionResult:
     median_baseline_ms: float
     median_candidate_ms: float
     reason: str
+    mann_whitney_p: float | None = None  # reported only: it assumes independent samples
+    boots_baseline: int = 1
+    boots_candidate: int = 1
+    run_sd: float = 0.0  # the run-to-run sd of the log median the interval used
 
     @property
     def change_pct(self) -> float:
@@ -62,7 +81,7 @@ class RegressionResult:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d["ci"] = list(self.ci)
+        d["ci"] = [v if math.isfinite(v) else None for v in self.ci]  # JSON has no inf
         d["change_pct"] = self.change_pct
         return d
 
@@ -124,51 +143,78 @@ def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> tuple[float, float
     return float(u1), float(min(1.0, p))
 
 
+#: per-device run-to-run (boot-to-boot) sd floor of the log median: 1 %
+DEFAULT_RUN_SD = 0.01
+
+
+def _side(runs: Sequence[Sequence[float]], rng: np.random.Generator, resamples: int,
+          period: int) -> list[tuple[float, float, np.ndarray]]:
+    """(log median, its sampling variance allowing for autocorrelation, samples) per run."""
+    from harness.stats import variance_inflation
+
+    out = []
+    for r in runs:
+        a = np.asarray(r, dtype=float)
+        if a.size < 2 or np.any(a <= 0):
+            raise ValueError("every run needs at least 2 positive latency samples")
+        lm, var = _log_median_and_var(a, rng, resamples)
+        out.append((lm, var * variance_inflation(a, period)["factor"], a))
+    return out
+
+
 def compare(baseline_samples_ms: Sequence[float], candidate_samples_ms: Sequence[float],
-            min_effect: float = 0.03, confidence: float = 0.95, resamples: int = 4000,
-            seed: int = 0, rule_out: float | None = None) -> RegressionResult:
-    """Compare candidate latencies with baseline latencies (lower is better).
+            min_effect: float = 0.03, confidence: float = 0.95, resamples: int = 2000,
+            seed: int = 0, rule_out: float | None = None, period: int = 1) -> RegressionResult:
+    """Compare two runs taken under the same conditions (one session, one boot), e.g.
+    the two arms of an interleaved A/B run: no run-to-run term.
 
     See the module docstring for the decision rule. Deterministic for a seed.
     """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence {confidence} must be between 0 and 1")
-    if min_effect < 0:
-        raise ValueError(f"min_effect {min_effect} must be >= 0")
-    base = np.asarray(baseline_samples_ms, dtype=float)
-    cand = np.asarray(candidate_samples_ms, dtype=float)
-    if base.size < 2 or cand.size < 2:
-        raise ValueError(f"need at least 2 samples on each side (baseline {base.size}, "
-                         f"candidate {cand.size})")
-    if np.any(base <= 0) or np.any(cand <= 0):
-        raise ValueError("latency samples must be positive")
-    rng = np.random.default_rng(seed)
-    mb, mc = float(np.median(base)), float(np.median(cand))
-    ratio = mc / mb
-    draws = bootstrap_median_draws(cand, resamples, rng) / bootstrap_median_draws(
-        base, resamples, rng)
-    alpha = 1.0 - confidence
-    lo, hi = (float(v) for v in np.quantile(draws, [alpha / 2, 1 - alpha / 2]))
-    _, p = mann_whitney_u(cand, base)
-    verdict, reason = _decide(ratio, lo, hi, p, min_effect, confidence, rule_out)
-    return RegressionResult(verdict, ratio, (lo, hi), p, min_effect, confidence,
-                            int(base.size), int(cand.size), mb, mc, reason)
+    return compare_runs([baseline_samples_ms], [candidate_samples_ms], min_effect, confidence,
+                        run_sd=0.0, rule_out=rule_out, resamples=resamples, seed=seed,
+                        period=period, same_session=True)
+
+
+def compare_paired(baseline_samples_ms: Sequence[float], candidate_samples_ms: Sequence[float],
+                   min_effect: float = 0.03, confidence: float = 0.95,
+                   rule_out: float | None = None) -> RegressionResult:
+    """Compare the two arms of an interleaved A/B run: sample i of each arm was taken
+    back to back, so the device's slow state (clocks, temperature, neighbours) is
+    common to the pair and cancels in d_i = log(candidate_i) - log(baseline_i).
+
+    Estimate: exp(median d); interval: the order-statistic interval of d's median
+    at d's effective sample size (its own autocorrelation). The strongest design
+    for a gate, and cheap: no second boot, no history.
+    """
+    from harness.stats import quantile_ci_order_stat, variance_inflation
+
+    a = np.asarray(baseline_samples_ms, dtype=float)
+    b = np.asarray(candidate_samples_ms, dtype=float)
+    n = min(a.size, b.size)
+    if n < 2 or np.any(a[:n] <= 0) or np.any(b[:n] <= 0):
+        raise ValueError(f"need at least 2 positive pairs (baseline {a.size}, candidate "
+                         f"{b.size})")
+    d = np.log(b[:n]) - np.log(a[:n])
+    n_eff = variance_inflation(d)["effective_sample_size"]
+    lo_d, hi_d = quantile_ci_order_stat(d, 0.5, confidence, n_eff)
+    ratio = math.exp(float(np.median(d)))
+    lo = math.exp(lo_d) if lo_d is not None else 0.0
+    hi = math.exp(hi_d) if hi_d is not None else math.inf
+    # sign test on the pairs, its variance inflated like the interval's
+    infl = n / n_eff if n_eff > 0 else math.inf
+    z = abs(float(np.count_nonzero(d > 0)) - n / 2) / math.sqrt(n / 4 * infl)
+    p = 2 * (1 - NormalDist().cdf(z))
+    _, mw_p = mann_whitney_u(b[:n], a[:n])
+    verdict, reason = _decide(ratio, lo, hi, min_effect, rule_out)
+    return RegressionResult(verdict, ratio, (lo, hi), p, min_effect,
+                            confidence, int(n), int(n), float(np.median(a[:n])),
+                            float(np.median(b[:n])),
+                            reason + f"; interleaved A/B, {n} pairs ({n_eff:.0f} effective)",
+                            mann_whitney_p=mw_p)
 
 
 def _pct(ratio: float) -> str:
     return f"{(ratio - 1) * 100:+.2f} %"
-
-
-# -- several runs per side: run-to-run variation made visible -----------------
-#
-# Within one run, samples are (nearly) independent and the bootstrap above is
-# right. Between runs, the device is not the same device: temperature, clocks,
-# memory layout and background load move the whole run by ~1 % (more on
-# phones). A single baseline run against a single candidate run cannot see
-# that shift, and the simulation (docs/statistics.md) shows it then raises
-# false alarms above 2 % whatever the sample count. With several runs on a
-# side, the spread of the run medians measures it, and the comparison becomes
-# a two-level model: log run median = side mean + run shift (sd tau) + noise.
 
 
 def _log_median_and_var(samples: np.ndarray, rng: np.random.Generator,
@@ -179,34 +225,31 @@ def _log_median_and_var(samples: np.ndarray, rng: np.random.Generator,
 
 def compare_runs(baseline_runs: Sequence[Sequence[float]],
                  candidate_runs: Sequence[Sequence[float]], min_effect: float = 0.03,
-                 confidence: float = 0.95, run_sd: float | None = None,
+                 confidence: float = 0.95, run_sd: float | None = DEFAULT_RUN_SD,
                  rule_out: float | None = None, resamples: int = 2000,
-                 seed: int = 0) -> RegressionResult:
-    """Compare sides made of one or more runs each, counting run-to-run variation.
+                 seed: int = 0, period: int = 1, same_session: bool = False
+                 ) -> RegressionResult:
+    """Compare sides made of one or more boots each, counting boot-to-boot variation.
 
-    Statistic: the mean of the runs' log medians per side; ratio = exp(difference).
-    Variance of a side's mean = sum(within-run variances) / k**2 + tau**2 / k.
-    tau**2 is estimated from the run medians of every side with >= 2 runs
-    (pooled, method of moments); run_sd (e.g. from the profile or past
-    nights) is a floor for it. With one run per side and no run_sd, tau is 0
-    and the reason says the run-to-run variation was not measured. The
-    interval uses Student t with the pooled degrees of freedom when tau is
-    estimated (three runs are not a normal distribution's worth of evidence).
+    Each element of a side is one boot's samples (pool records of one boot
+    before calling: gate.boot_runs). Statistic: the mean of the boots' log
+    medians per side; ratio = exp(difference). Variance of a side's mean =
+    sum(within-boot variances x IF) / k**2 + tau**2 / k. tau**2 is estimated
+    from the boot medians of every side with >= 2 boots (pooled, method of
+    moments) and never below run_sd**2 (None = 0). The interval uses Student
+    t with the pooled degrees of freedom when the estimate is what counts
+    (three boots are not a normal distribution's worth of evidence).
     """
     from harness.stats import t_quantile
 
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence {confidence} must be between 0 and 1")
+    if min_effect < 0:
+        raise ValueError(f"min_effect {min_effect} must be >= 0")
     if not baseline_runs or not candidate_runs:
         raise ValueError("need at least one run on each side")
-    if len(baseline_runs) == 1 and len(candidate_runs) == 1 and not run_sd:
-        return compare(baseline_runs[0], candidate_runs[0], min_effect, confidence, seed=seed,
-                       rule_out=rule_out)
     rng = np.random.default_rng(seed)
-    sides = []
-    for runs in (baseline_runs, candidate_runs):
-        arrs = [np.asarray(r, dtype=float) for r in runs]
-        if any(a.size < 2 or np.any(a <= 0) for a in arrs):
-            raise ValueError("every run needs at least 2 positive latency samples")
-        sides.append([(*_log_median_and_var(a, rng, resamples), a) for a in arrs])
+    sides = [_side(runs, rng, resamples, period) for runs in (baseline_runs, candidate_runs)]
     ss, df, within = 0.0, 0, []
     for side in sides:
         m = np.array([s[0] for s in side])
@@ -214,8 +257,9 @@ def compare_runs(baseline_runs: Sequence[Sequence[float]],
         if m.size >= 2:
             ss += float(((m - m.mean()) ** 2).sum())
             df += m.size - 1
+    floor2 = (run_sd or 0.0) ** 2
     tau2_est = max(0.0, ss / df - float(np.mean(within))) if df else 0.0
-    tau2 = max(tau2_est, (run_sd or 0.0) ** 2)
+    tau2 = max(tau2_est, floor2)
     means, var = [], 0.0
     for side in sides:
         k = len(side)
@@ -224,22 +268,30 @@ def compare_runs(baseline_runs: Sequence[Sequence[float]],
     diff = means[1] - means[0]
     se = math.sqrt(var)
     alpha = 1.0 - confidence
-    use_t = df > 0 and tau2_est >= (run_sd or 0.0) ** 2
+    use_t = df > 0 and tau2_est >= floor2
     q = t_quantile(1 - alpha / 2, df) if use_t else float(NormalDist().inv_cdf(1 - alpha / 2))
     lo, hi = math.exp(diff - q * se), math.exp(diff + q * se)
     z = abs(diff) / se if se > 0 else math.inf
-    p = 2 * (1 - NormalDist().cdf(z)) if not use_t else _t_two_sided_p(z, df)
+    p = _t_two_sided_p(z, df) if use_t else 2 * (1 - NormalDist().cdf(z))
     ratio = math.exp(diff)
     base_all = np.concatenate([s[2] for s in sides[0]])
     cand_all = np.concatenate([s[2] for s in sides[1]])
-    res = _decide(ratio, lo, hi, p, min_effect, confidence, rule_out)
-    how = (f"; {len(baseline_runs)} baseline / {len(candidate_runs)} candidate run(s), "
-           f"run-to-run sd {math.sqrt(tau2) * 100:.2f} %"
-           + (" (estimated)" if use_t else " (given)" if run_sd else " (not measured)"))
-    return RegressionResult(res[0], ratio, (lo, hi), p, min_effect, confidence,
+    _, mw_p = mann_whitney_u(cand_all, base_all)
+    verdict, reason = _decide(ratio, lo, hi, min_effect, rule_out)
+    if same_session:
+        how = "; one session (no run-to-run term)"
+    else:
+        how = (f"; {len(baseline_runs)} baseline / {len(candidate_runs)} candidate boot(s), "
+               f"run-to-run sd {math.sqrt(tau2) * 100:.2f} %"
+               + (" (estimated)" if use_t else f" (floor {math.sqrt(floor2) * 100:g} %)"
+                  if floor2 else " (not measured)"))
+    return RegressionResult(verdict, ratio, (lo, hi), p, min_effect, confidence,
                             int(base_all.size), int(cand_all.size),
                             float(np.median(base_all)), float(np.median(cand_all)),
-                            res[1] + how)
+                            reason + how, mann_whitney_p=mw_p,
+                            boots_baseline=len(baseline_runs),
+                            boots_candidate=len(candidate_runs),
+                            run_sd=math.sqrt(tau2))
 
 
 def _t_two_sided_p(t: float, df: int) -> float:
@@ -250,10 +302,9 @@ def _t_two_sided_p(t: float, df: int) -> float:
     return max(0.0, 2.0 * (1.0 - t_cdf(abs(t), df)))
 
 
-def _decide(ratio: float, lo: float, hi: float, p: float, min_effect: float,
-            confidence: float, rule_out: float | None) -> tuple[str, str]:
-    """The verdict rule shared by compare() and compare_runs() (module docstring)."""
-    alpha = 1.0 - confidence
+def _decide(ratio: float, lo: float, hi: float, min_effect: float,
+            rule_out: float | None) -> tuple[str, str]:
+    """The verdict rule (module docstring): the interval, and the size of the change."""
     margin = 2.0 * min_effect if rule_out is None else rule_out
     if margin < min_effect:
         raise ValueError(f"rule_out {margin} must be >= min_effect {min_effect}")
@@ -261,13 +312,13 @@ def _decide(ratio: float, lo: float, hi: float, p: float, min_effect: float,
     eq_up, eq_down = 1.0 + margin, 1.0 / (1.0 + margin)
     pct = f"{(ratio - 1) * 100:+.2f} %"
     band = f"+/-{min_effect * 100:g} %"
-    if lo > 1.0 and p < alpha and ratio >= up:
-        return "regressed", f"median {pct} (CI {_pct(lo)}..{_pct(hi)}, p={p:.2g}) beyond {band}"
-    if hi < 1.0 and p < alpha and ratio <= down:
-        return "improved", f"median {pct} (CI {_pct(lo)}..{_pct(hi)}, p={p:.2g}) beyond {band}"
+    if lo > 1.0 and ratio >= up:
+        return "regressed", f"median {pct} (CI {_pct(lo)}..{_pct(hi)}) beyond {band}"
+    if hi < 1.0 and ratio <= down:
+        return "improved", f"median {pct} (CI {_pct(lo)}..{_pct(hi)}) beyond {band}"
     if lo >= eq_down and hi <= eq_up:
         return "unchanged", (f"median {pct} (CI {_pct(lo)}..{_pct(hi)}): no change beyond "
                              f"{band} shown, and one beyond +/-{margin * 100:g} % ruled out")
-    return "inconclusive", (f"median {pct}, CI {_pct(lo)}..{_pct(hi)} (p={p:.2g}) cannot rule "
-                            f"out a change beyond +/-{margin * 100:g} %: collect more samples "
-                            "or runs on both sides")
+    return "inconclusive", (f"median {pct}, CI {_pct(lo)}..{_pct(hi)} cannot rule out a "
+                            f"change beyond +/-{margin * 100:g} %: collect more samples or "
+                            "boots on both sides, or run an interleaved A/B")

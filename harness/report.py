@@ -26,19 +26,34 @@ def verdict_rows(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, ...]]:
             continue
         for v in rec["verdicts"]:
             op = "<=" if v["direction"] == "max" else ">="
-            ci = f"[{_num(v['ci_low'])}, {_num(v['ci_high'])}]" if v["ci_low"] is not None \
-                else "-"
+            ci = "-" if v["ci_low"] is None and v["ci_high"] is None else \
+                f"[{_end(v['ci_low'], '-inf')}, {_end(v['ci_high'], 'unbounded')}]"
             rows.append((dev, art, v["metric"], _num(v["measured"]), ci,
                          f"{op} {_num(v['limit'])}", v["verdict"].upper()))
         if not rec["validity"]["valid"]:
             rows.append((dev, art, "validity", "-", "-", "-", "INVALID (see below)"))
+        stability = rec["validity"].get("stability") or {}
+        if "stable" in stability:
+            rows.append((dev, art, "stability (spread)", _num(stability.get("spread_log_mad")),
+                         "-", "-", "STABLE" if stability["stable"] else "UNSTABLE (see below)"))
     return rows
 
 
+def _end(x: Any, missing: str) -> str:
+    return missing if x is None else _num(x)
+
+
 def validity_notes(records: Iterable[Mapping[str, Any]]) -> list[str]:
-    return [f"{rec['device']['name']}: run invalid: {reason}"
-            for rec in records if not rec["validity"]["valid"] and not rec.get("error")
-            for reason in rec["validity"]["reasons"]]
+    notes = []
+    for rec in records:
+        if rec.get("error"):
+            continue
+        name = rec["device"]["name"]
+        if not rec["validity"]["valid"]:
+            notes += [f"{name}: run invalid: {r}" for r in rec["validity"]["reasons"]]
+        stability = rec["validity"].get("stability") or {}
+        notes += [f"{name}: unstable: {r}" for r in stability.get("reasons") or []]
+    return notes
 
 
 def text_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:

@@ -1,210 +1,173 @@
-"""Summary statistics of latency samples, with confidence intervals.
+"""Summary statistics of latency samples, with intervals that keep their coverage.
 
-Percentiles of a few hundred noisy samples move between runs; a budget verdict
-must know by how much, so every percentile comes with a bootstrap interval.
-The resampling is seeded: the same samples always give the same interval.
+A budget verdict is only as good as the interval it compares with the limit.
+Simulated on log-normal, heavy-tailed and autocorrelated series (docs/
+statistics.md, tests/benchmarks/bench_stats_sim.py), a percentile bootstrap
+under-covers the tail at the sample counts boards produce (it can never put
+p99's upper bound above the sample maximum), and every iid interval
+under-covers autocorrelated series by a variance ratio that more samples do
+not cure. So here:
+
+* every percentile interval comes from order statistics (distribution-free),
+  at every n; when n is too small for an end (p99 needs n >= 368 for the
+  upper end of a 95 % interval) that end is None, "unbounded", and a verdict
+  that needs it is inconclusive — never [p, max];
+* the ranks are chosen for the effective sample size n / IF, where IF, the
+  variance inflation from autocorrelation, is estimated from the samples
+  (firmware/agent/gem_agent.py variance_inflation: the device uses the same
+  estimate for its stopping decision);
+* the mean's interval is Student t on the effective sample size.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from functools import cache
 from statistics import NormalDist
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 PERCENTILES = (50, 90, 95, 99)
+CI_METHOD = "order-statistic at the effective sample size (percentiles), Student t (mean)"
 
 
-#: from this many samples on, percentile intervals come from order statistics:
-#: distribution-free with guaranteed coverage and O(n log n), where a bootstrap
-#: would cost 1000 x n work inside the harness-overhead budget.
-ORDER_STAT_FROM_N = 1000
-BOOTSTRAP_RESAMPLES = 1000
+@cache
+def agent_module() -> ModuleType:
+    """The on-device agent loaded as a module, for the functions the harness shares with it."""
+    from harness.resources import agent_source
+
+    path = agent_source()
+    spec = importlib.util.spec_from_file_location("gem_hil_agent", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the agent from {path}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def summarize(samples_ms: Sequence[float], confidence: float = 0.95, seed: int = 0) -> dict:
-    """p50/p90/p95/p99, mean, std, min, max and a CI for each percentile and the mean.
+def variance_inflation(samples: Sequence[float], period: int = 1) -> dict[str, Any]:
+    """IF and effective sample size of a series (the agent's estimate, see its docstring)."""
+    return agent_module().variance_inflation(np, samples, period)
 
-    Field names carry their unit (ms) so a record read without its schema
-    still says what it holds. ci_method says how the intervals were made.
+
+def _binom_cdf(n: int, p: float) -> np.ndarray:
+    """P(B <= k) for k = 0..n, B ~ Binomial(n, p)."""
+    pmf = agent_module().binom_pmf(np, n, p)
+    return np.cumsum(pmf / pmf.sum())
+
+
+def quantile_ranks(n: int, q: float, confidence: float, n_eff: float | None = None
+                   ) -> tuple[int | None, int | None]:
+    """1-based ranks (l, u) of the order statistics bracketing the q-quantile.
+
+    For independent samples the count below the true quantile is Binomial(n,
+    q), so P(x_(l) <= quantile <= x_(u)) >= confidence whatever the shape;
+    each end misses with probability at most (1 - confidence) / 2. With n_eff
+    < n (autocorrelation) the ranks are those of a sample of n_eff,
+    stretched to n: the band in quantile levels is as wide as n_eff
+    independent samples give. An end no rank can reach is None.
+    """
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile q={q} must be strictly between 0 and 1")
+    m = n if n_eff is None else max(1, min(n, int(n_eff)))
+    if m < 1:
+        return None, None
+    cdf = _binom_cdf(m, q)  # cdf[k] = P(B <= k)
+    half = (1.0 - confidence) / 2.0
+    lows = np.nonzero(cdf <= half)[0]  # lower rank l: P(B <= l - 1) <= half
+    highs = np.nonzero(cdf >= 1.0 - half)[0]  # upper rank u: P(B <= u - 1) >= 1 - half
+    lo = int(lows[-1]) + 1 if lows.size else None
+    hi = int(highs[0]) + 1 if highs.size and int(highs[0]) + 1 <= m else None
+    if m == n:
+        return lo, hi
+    scale = (n + 1) / (m + 1)
+    lo = max(1, math.floor(lo * scale)) if lo is not None else None
+    hi = min(n, math.ceil(hi * scale)) if hi is not None else None
+    return lo, hi
+
+
+def _interval(xs: np.ndarray, q: float, confidence: float, n_eff: float | None
+              ) -> list[float | None]:
+    lo, hi = quantile_ranks(int(xs.size), q, confidence, n_eff)
+    return [float(xs[lo - 1]) if lo else None, float(xs[hi - 1]) if hi else None]
+
+
+def quantile_ci_order_stat(samples_ms: Sequence[float], q: float, confidence: float = 0.95,
+                           n_eff: float | None = None) -> tuple[float | None, float | None]:
+    """Distribution-free interval for the q-quantile; an end n cannot reach is None."""
+    xs = np.sort(np.asarray(samples_ms, dtype=float))
+    lo, hi = _interval(xs, q, confidence, n_eff)
+    return lo, hi
+
+
+def summarize(samples_ms: Sequence[float], confidence: float = 0.95, period: int = 1
+              ) -> dict[str, Any]:
+    """p50/p90/p95/p99 and the mean, each with an interval at `confidence`, and the
+    dependence behind the intervals (variance_inflation, effective_sample_size).
+
+    period: the size of the input pool the agent cycled through (its per-input
+    latency pattern is not dependence). Field names carry their unit (ms).
     """
     x = np.asarray(samples_ms, dtype=float)
     if x.size == 0:
         raise ValueError("no samples to summarize")
-    alpha = (1.0 - confidence) / 2.0
-    out: dict = {"count": int(x.size), "confidence": confidence}
+    infl = variance_inflation(x, period)
+    n_eff = float(infl["effective_sample_size"])
+    xs = np.sort(x)
+    out: dict[str, Any] = {"count": int(x.size), "confidence": confidence,
+                           "ci_method": CI_METHOD}
     for p in PERCENTILES:
         out[f"p{p}_ms"] = float(np.percentile(x, p))
+        out[f"p{p}_ci_ms"] = _interval(xs, p / 100.0, confidence, n_eff)
     out["mean_ms"] = float(x.mean())
     out["std_ms"] = float(x.std(ddof=1)) if x.size > 1 else 0.0
-    if x.size >= ORDER_STAT_FROM_N:
-        out["ci_method"] = "order-statistic (percentiles), normal (mean)"
-        out["bootstrap_resamples"] = 0
-        xs = np.sort(x)
-        for p in PERCENTILES:
-            ci = _order_stat_ci_sorted(xs, p / 100.0, confidence)
-            out[f"p{p}_ci_ms"] = list(ci) if ci else [out[f"p{p}_ms"], float(xs[-1])]
-        half = NormalDist().inv_cdf(1.0 - alpha) * out["std_ms"] / math.sqrt(x.size)
+    if n_eff >= 2:
+        half = t_quantile(1.0 - (1.0 - confidence) / 2.0, n_eff - 1.0) * out["std_ms"] * \
+            math.sqrt(infl["factor"] / x.size)
         out["mean_ci_ms"] = [out["mean_ms"] - half, out["mean_ms"] + half]
     else:
-        # One resample matrix serves every statistic: the intervals come from
-        # the same bootstrap world and the cost is paid once.
-        out["ci_method"] = "bootstrap-percentile"
-        out["bootstrap_resamples"] = BOOTSTRAP_RESAMPLES
-        rng = np.random.default_rng(seed)
-        boot = x[rng.integers(0, x.size, size=(BOOTSTRAP_RESAMPLES, x.size))]
-        qs = np.percentile(boot, PERCENTILES, axis=1)  # (len(PERCENTILES), resamples)
-        for i, p in enumerate(PERCENTILES):
-            lo, hi = np.quantile(qs[i], [alpha, 1.0 - alpha])
-            out[f"p{p}_ci_ms"] = [float(lo), float(hi)]
-        lo, hi = np.quantile(boot.mean(axis=1), [alpha, 1.0 - alpha])
-        out["mean_ci_ms"] = [float(lo), float(hi)]
-    out["min_ms"] = float(x.min())
-    out["max_ms"] = float(x.max())
+        out["mean_ci_ms"] = [None, None]
+    out["min_ms"] = float(xs[0])
+    out["max_ms"] = float(xs[-1])
     out["cv"] = float(out["std_ms"] / out["mean_ms"]) if out["mean_ms"] > 0 else 0.0
+    out["variance_inflation"] = float(infl["factor"])
+    out["effective_sample_size"] = n_eff
+    out["lag1_autocorrelation"] = infl["lag1_autocorrelation"]
+    out["input_pool_size"] = period
     return out
 
 
-# -- distribution-free quantile intervals and sequential early stopping -------
+# -- sequential stopping: the rule the agent receives ---------------------------
 #
-# The bootstrap above is what records carry. Deciding *during* a run whether to
-# keep sampling needs something cheaper and with a guarantee that does not
-# lean on resampling: the order-statistic interval. For any continuous
-# distribution the number of samples below the true q-quantile is
-# Binomial(n, q), so a pair of ranks (l, u) with P(l <= B < u) >= confidence
-# brackets the quantile with at least that probability, whatever the shape.
+# The agent stops as soon as every gated latency percentile is decided at one
+# of a fixed set of looks; the boundaries are exact (gem_agent.py
+# exceedance_boundaries). Here: which budgets can be decided that way, the look
+# schedule, and the replay that recomputes the device's decision from the raw
+# samples of the record.
+
+#: the one-sided error of each verdict: the two ends of a 95 % interval
+STOP_ALPHA = 0.025
+DEFAULT_LOOKS = 10
 
 
-def _binom_cdf(n: int, p: float) -> np.ndarray:
-    """P(B <= k) for k = 0..n, B ~ Binomial(n, p), via log-pmf (stable for large n)."""
-    k = np.arange(n + 1)
-    # log k! for k = 0..n, vectorised (a Python lgamma loop costs ms per 1000 samples)
-    lgam = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=float)))))
-    logpmf = lgam[n] - lgam[k] - lgam[n - k] + k * math.log(p) + (n - k) * math.log1p(-p)
-    cdf = np.cumsum(np.exp(logpmf - logpmf.max()))
-    return cdf / cdf[-1]
+def min_decisive_count(percentile: float = 95, alpha: float = STOP_ALPHA,
+                       looks: int = DEFAULT_LOOKS) -> int:
+    """Fewest independent samples for which a "pass" of this percentile is possible.
 
-
-def quantile_ci_order_stat(samples_ms: Sequence[float], q: float,
-                           confidence: float = 0.95) -> tuple[float, float] | None:
-    """Distribution-free two-sided interval for the q-quantile, or None when n is too small.
-
-    Returns (x_(l), x_(u)) with P(x_(l) <= true quantile <= x_(u)) >= confidence.
-    None means no pair of ranks reaches the confidence with this many samples
-    (e.g. fewer than 72 samples for a 95 % interval of p95): the honest answer
-    is "not enough data", not a made-up interval.
-    """
-    if not 0.0 < q < 1.0:
-        raise ValueError(f"quantile q={q} must be strictly between 0 and 1")
-    return _order_stat_ci_sorted(np.sort(np.asarray(samples_ms, dtype=float)), q, confidence)
-
-
-def _order_stat_ci_sorted(x: np.ndarray, q: float, confidence: float
-                          ) -> tuple[float, float] | None:
-    n = x.size
-    if n < 2:
-        return None
-    cdf = _binom_cdf(n, q)  # cdf[k] = P(B <= k)
-    alpha = 1.0 - confidence
-    # lower rank l (1-based): largest l with P(B <= l-1) <= alpha/2
-    # upper rank u (1-based): smallest u with P(B <= u-1) >= 1 - alpha/2
-    lows = np.nonzero(cdf <= alpha / 2)[0]
-    highs = np.nonzero(cdf >= 1 - alpha / 2)[0]
-    if lows.size == 0 or highs.size == 0:
-        return None
-    l_rank = int(lows[-1]) + 1
-    u_rank = int(highs[0]) + 1
-    if u_rank > n:
-        return None
-    return float(x[l_rank - 1]), float(x[u_rank - 1])
-
-
-@dataclass(frozen=True)
-class SequentialDecision:
-    """Whether sampling may stop because the budget verdict can no longer change.
-
-    verdict is "pass" / "fail" when certain at the per-look confidence, None
-    while more samples are needed. ci_ms is the interval the decision used.
-    """
-
-    stop: bool
-    verdict: str | None
-    count: int
-    ci_ms: tuple[float, float] | None
-    per_look_confidence: float
-    reason: str
-
-    def as_dict(self) -> dict:
-        return {"stop": self.stop, "verdict": self.verdict, "count": self.count,
-                "ci_ms": list(self.ci_ms) if self.ci_ms else None,
-                "per_look_confidence": self.per_look_confidence, "reason": self.reason}
-
-
-def sequential_check(samples_ms: Sequence[float], limit_ms: float, percentile: float = 95,
-                     confidence: float = 0.95, max_looks: int = 10, min_count: int = 20,
-                     direction: str = "max") -> SequentialDecision:
-    """Early-stopping test: is the pass/fail verdict already certain?
-
-    Call it after each batch of samples (at most max_looks times per run).
-    Looking repeatedly at growing data inflates the error rate, so each look
-    is Bonferroni-corrected: a pass needs the one-sided upper bound at
-    1 - alpha / max_looks under the limit, a fail the one-sided lower bound
-    over it (alpha = 1 - confidence). A wrong "pass" needs one of the
-    max_looks upper bounds to fall below the true percentile, so over the
-    whole run the chance of stopping on a wrong verdict stays below alpha.
-    The bounds are the distribution-free order-statistic ones, valid for any
-    latency shape (tails included); the price is a minimum sample count
-    before any pass is possible (min_decisive_count: 104 for p95 at 10 looks).
-
-    direction "max": the metric must stay at or under limit_ms (latency);
-    "min": at or over it. Never stops before min_count samples, so a short
-    lucky streak cannot end a run.
-    """
-    if direction not in ("max", "min"):
-        raise ValueError(f"direction {direction!r} must be 'max' or 'min'")
-    if max_looks < 1:
-        raise ValueError("max_looks must be at least 1")
-    per_look = 1.0 - 2.0 * (1.0 - confidence) / max_looks  # two-sided = both one-sided bounds
-    n = len(samples_ms)
-    if n < min_count:
-        return SequentialDecision(False, None, n, None, per_look,
-                                  f"{n} samples < min_count {min_count}")
-    ci = quantile_ci_order_stat(samples_ms, percentile / 100.0, per_look)
-    if ci is None:
-        return SequentialDecision(False, None, n, None, per_look,
-                                  f"{n} samples are too few for a {per_look:.4f} interval of "
-                                  f"p{percentile:g}")
-    lo, hi = ci
-    if direction == "max":
-        certain = "pass" if hi <= limit_ms else "fail" if lo > limit_ms else None
-    else:
-        certain = "pass" if lo >= limit_ms else "fail" if hi < limit_ms else None
-    if certain is None:
-        return SequentialDecision(False, None, n, ci, per_look,
-                                  f"p{percentile:g} interval [{lo:.4g}, {hi:.4g}] ms straddles "
-                                  f"the limit {limit_ms:g} ms")
-    return SequentialDecision(True, certain, n, ci, per_look,
-                              f"p{percentile:g} interval [{lo:.4g}, {hi:.4g}] ms is entirely "
-                              f"{'within' if certain == 'pass' else 'beyond'} the limit "
-                              f"{limit_ms:g} ms")
-
-
-def min_decisive_count(percentile: float = 95, confidence: float = 0.95,
-                       max_looks: int = 10) -> int:
-    """Fewest samples for which sequential_check can ever say "pass" for this percentile.
-
-    The upper bound is the largest sample until n is large enough that all n
-    samples falling below the true percentile is unlikely: q**n <= alpha/looks.
+    With no sample over the limit the chance of that at the limit is q**n; the
+    first look spends alpha / looks, so a pass needs q**n <= alpha / looks.
     Looks before this count only waste the error budget.
     """
     q = percentile / 100.0
-    return math.ceil(math.log((1.0 - confidence) / max_looks) / math.log(q))
+    return math.ceil(math.log(alpha / looks) / math.log(q))
 
 
-def look_schedule(min_count: int, max_count: int, max_looks: int = 10) -> list[int]:
-    """Sample counts at which to call sequential_check: geometric from min_count to max_count.
+def look_schedule(min_count: int, max_count: int, max_looks: int = DEFAULT_LOOKS) -> list[int]:
+    """Sample counts at which the agent looks: geometric from min_count to max_count.
 
     Geometric spacing puts most looks early, where a clear verdict is cheap
     to confirm, and few late, where each look costs more device time.
@@ -217,6 +180,55 @@ def look_schedule(min_count: int, max_count: int, max_looks: int = 10) -> list[i
     counts = sorted({min(max_count, round(min_count * ratio**i)) for i in range(max_looks)})
     counts[-1] = max_count
     return counts
+
+
+def stop_rule(budgets: Mapping[str, float], min_count: int, max_count: int,
+              max_looks: int = DEFAULT_LOOKS) -> tuple[dict[str, Any] | None, str]:
+    """The --stop-rule the agent gets for these gated budgets, or None and why not.
+
+    Only latency percentiles can be decided on the device as samples arrive;
+    a gated mean or energy budget needs the run to go on to its minimums, so
+    with one of those the rule is None (the record says so).
+    """
+    rules, blockers = [], []
+    for name, limit in budgets.items():
+        if name.startswith("latency_p") and name.endswith("_ms") and name[9:-3].isdigit():
+            rules.append({"metric": name, "quantile": int(name[9:-3]) / 100.0,
+                          "limit_ms": float(limit)})
+        elif name in ("latency_mean_ms", "energy_per_inference_mj"):
+            blockers.append(name)
+    if blockers:
+        return None, (f"{', '.join(blockers)} cannot be decided as samples arrive: sampling "
+                      "stops at the minimums")
+    if not rules:
+        return None, "no gated latency percentile: sampling stops at the minimums"
+    first = max(min_count, max(min_decisive_count(100 * r["quantile"]) for r in rules))
+    first = min(first, max_count)
+    return ({"looks": look_schedule(first, max_count, max_looks), "alpha": STOP_ALPHA,
+             "budgets": rules}, "sequential: stops when every gated percentile is decided")
+
+
+def replay_stopping(samples_ms: Sequence[float], rule: Mapping[str, Any],
+                    stopped_at: int | None) -> dict[str, Any]:
+    """Recompute the device's stopping decision from the record's raw samples.
+
+    Replays every look the samples reach; agrees when the first decided look
+    is where the agent said it stopped (or none was decided and it ran on).
+    """
+    mod = agent_module()
+    x = np.asarray(samples_ms, dtype=float)
+    first: dict[str, Any] | None = None
+    for j, n in enumerate(rule["looks"]):
+        if n > x.size:
+            break
+        d = mod.sequential_decision(np, x[:n], rule, j)
+        if d["decided"]:
+            first = d
+            break
+    decided_at = first["count"] if first else None
+    return {"decided_at_count": decided_at,
+            "verdicts": {k: v["verdict"] for k, v in first["budgets"].items()} if first else None,
+            "agrees": decided_at == stopped_at}
 
 
 def t_cdf(x: float, df: float) -> float:

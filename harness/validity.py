@@ -1,23 +1,32 @@
-"""Is a benchmark run good enough to gate on?
+"""Is a benchmark run good enough to gate on, and was the device stable during it?
 
-A verdict computed from a run that was too short, still warming up, throttling
-or disturbed by background load is a verdict about the disturbance. So a run
-is VALID only when (MLPerf LoadGen style) both the minimum sample count and
-the minimum duration were met, and its stability is within bounds:
+Two questions with two consequences:
 
-* coefficient of variation (std / mean) at most max_cv;
-* p99 / p50 at most max_p99_over_p50 (a heavy tail hides in the CV otherwise);
-* no warm-up drift left: the first samples of a timed window are often slower
-  (caches, page faults, JIT, governor ramp-up). A leading stretch that stays
-  above the steady state is detected, reported and excluded from the
-  statistics (the raw samples stay in the record); when it lasts longer than
-  max_warmup_exclusion the run is invalid ("raise warmup_count");
-* no trend across the run: a median that creeps up from the first to the last
-  quarter is thermal throttling or background load, not the model;
-* optionally, no throttling (allow_throttled = false).
+VALID (else the verdict is inconclusive, exit 2): the run met LoadGen's
+minimums (sample count AND duration), its warm-up did not eat more than
+max_warmup_exclusion of the timed samples, and it did not throttle when the
+profile forbids that.
 
-Outliers are REPORTED (count, fraction, indices, values), never dropped: a
-tail is part of the latency a user sees.
+STABLE (always reported; an unstable run passes a timing budget only with
+budgets.UNSTABLE_MARGIN of room, else inconclusive): judged on robust
+statistics, because a tail is part of a device's latency, not instability:
+
+* spread: the MAD of log latency (x 1.4826, a robust sigma, ~ the CV of the
+  body) at most max_spread — a 2 % slow path does not move it, a contended
+  device does; the CV and p99/p50 are reported, not gated (a heavy tail made
+  them a coin flip, and more data made a stable device more certainly
+  "invalid");
+* drift: a step (best split) or a trend (resistant line) in log latency is
+  flagged only when it exceeds BOTH the floor max_trend and change_sigmas
+  standard errors, the errors allowing for autocorrelation — a noise
+  allowance the old quarter-median rule did not have;
+* background load: CPU time other processes took during the timed window
+  (the agent reads /proc/stat), at most max_background_cpu_cores.
+
+Warm-up: only leading blocks SLOWER than the steady state are warm-up (a
+mid-run throttle step makes the later samples slower, not the first ones);
+they are excluded from the statistics and reported. Outliers are REPORTED
+(count, fraction, indices, values), never dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 MAX_REPORTED_OUTLIERS = 20
+#: a step's split point is searched for, so its z must clear change_sigmas x this
+STEP_SEARCH_FACTOR = 1.2
 
 
 @registry.table("validity", owner="validity",
@@ -46,15 +57,20 @@ class ValidityBounds:
                              "min_count)")
     min_duration_s: float = setting(1.0, minimum=0, help="timed seconds at least (default: "
                                     "[run] min_duration_s)")
-    max_cv: float = setting(0.25, minimum=0, help="coefficient of variation (std / mean) at "
-                            "most")
-    max_p99_over_p50: float = setting(3.0, minimum=0, help="p99 / p50 at most")
-    drift_tolerance: float = setting(0.05, minimum=0, help="relative deviation of a leading "
-                                     "block from the steady state that counts as warm-up")
+    max_spread: float = setting(0.10, minimum=0, help="robust spread (1.4826 x MAD of log "
+                                "latency) at most, for a stable run")
+    max_trend: float = setting(0.10, minimum=0, help="relative step or trend in latency across "
+                               "the run that makes it unstable (when also beyond change_sigmas "
+                               "standard errors)")
+    change_sigmas: float = setting(3.0, minimum=0, help="standard errors a step or trend must "
+                                   "exceed to count")
+    max_background_cpu_cores: float = setting(0.5, minimum=0, help="CPU time of other "
+                                              "processes during the timed window, in cores, "
+                                              "at most for a stable run")
+    drift_tolerance: float = setting(0.05, minimum=0, help="relative slowness of a leading "
+                                     "block against the steady state that counts as warm-up")
     max_warmup_exclusion: float = setting(0.2, minimum=0, help="at most this fraction of the "
                                           "timed samples may be excluded as warm-up")
-    max_trend: float = setting(0.10, minimum=0, help="relative change of the median between "
-                               "the first and last quarter that invalidates")
     outlier_iqr_k: float = setting(3.0, minimum=0, help="Tukey fence multiplier (on log "
                                    "latency) for reporting outliers")
     allow_throttled: bool = setting(True, help="whether a throttled run may be valid (also "
@@ -91,11 +107,15 @@ class ValidityReport:
     p99_over_p50: float | None
     excluded_leading_count: int
     warmup_drift: dict[str, Any]
-    trend: dict[str, Any]
+    stability: dict[str, Any]
     outliers: dict[str, Any]
     throttled: bool | None
     bounds: dict[str, Any]
     kept_samples_ms: list[float] = field(repr=False, default_factory=list)
+
+    @property
+    def stable(self) -> bool:
+        return bool(self.stability.get("stable", True))
 
     def as_record(self) -> dict[str, Any]:
         d = asdict(self)
@@ -104,13 +124,15 @@ class ValidityReport:
 
 
 def detect_warmup_drift(x: np.ndarray, tolerance: float) -> dict[str, Any]:
-    """Find a leading stretch of blocks whose median stays away from the steady state.
+    """Find a leading stretch of blocks that are SLOWER than the steady state.
 
     Steady state = median of the second half. Blocks of ~n/20 samples (at
-    least 5); a block counts as warm-up while its median deviates by more
+    least 5); a block counts as warm-up while its median is slower by more
     than max(tolerance, 3 standard errors of a block median), so ordinary
-    noise on a short block is not mistaken for drift. Returns the number of
-    leading samples to exclude (0 when none).
+    noise on a short block is not mistaken for drift. Faster leading blocks
+    are not warm-up: they are what a device looks like before it throttles
+    or a neighbour starts, and the drift checks report that. Returns the
+    number of leading samples to exclude (0 when none).
     """
     import numpy as np  # here, not at import: loading a profile must stay light
 
@@ -132,7 +154,7 @@ def detect_warmup_drift(x: np.ndarray, tolerance: float) -> dict[str, Any]:
         dev = block_med / ref - 1.0 if ref > 0 else 0.0
         if first_dev is None:
             first_dev = dev
-        if abs(dev) > threshold:
+        if dev > threshold:
             excluded = start + b
         else:
             break
@@ -141,18 +163,77 @@ def detect_warmup_drift(x: np.ndarray, tolerance: float) -> dict[str, Any]:
             "first_block_deviation": first_dev}
 
 
-def detect_trend(x: np.ndarray) -> dict[str, Any]:
-    """Relative change of the median from the first to the last quarter of the samples."""
+def _robust_sigma(np: Any, y: np.ndarray) -> float:
+    return 1.4826 * float(np.median(np.abs(y - np.median(y))))
+
+
+def _log_residuals(np: Any, x: np.ndarray, period: int) -> np.ndarray:
+    """log latency with each pool input's own level removed (it is the workload)."""
+    y = np.log(x)
+    if period > 1 and y.size >= 4 * period:
+        slot = np.arange(y.size) % period
+        y = y - np.array([np.median(y[slot == k]) for k in range(period)])[slot]
+    return y
+
+
+def detect_drift(y: np.ndarray, floor: float, sigmas: float) -> dict[str, Any]:
+    """A step (best split) and a trend (resistant line) in log latency y, each with its
+    standard error; flagged only beyond both the floor and `sigmas` errors.
+
+    The errors use the robust sigma and the autocorrelation of the residuals
+    AFTER the fitted step or line: a real step makes the raw series look
+    dependent, and estimating the dependence on it would hide the step.
+    """
     import numpy as np  # here, not at import: loading a profile must stay light
 
-    n = x.size
-    if n < 8:
-        return {"first_quarter_median_ms": None, "last_quarter_median_ms": None,
-                "relative_change": None}
-    q = n // 4
-    first, last = float(np.median(x[:q])), float(np.median(x[-q:]))
-    return {"first_quarter_median_ms": first, "last_quarter_median_ms": last,
-            "relative_change": last / first - 1.0 if first > 0 else None}
+    from harness.stats import variance_inflation
+
+    n = int(y.size)
+    none = {"step": None, "trend": None, "flagged": False, "reason": None}
+    if n < 30:
+        return none
+    log_floor = math.log1p(floor)
+    # step at the best split between 10 % and 90 % of the run
+    stride = max(1, n // 50)
+    best = (0.0, n // 2)
+    for k in range(n // 10, n - n // 10, stride):
+        d = float(np.median(y[k:]) - np.median(y[:k]))
+        if abs(d) > abs(best[0]):
+            best = (d, k)
+    d, k = best
+    resid = np.concatenate([y[:k] - np.median(y[:k]), y[k:] - np.median(y[k:])])
+    infl = variance_inflation(resid)["factor"]
+    se = 1.2533 * _robust_sigma(np, resid) * math.sqrt(infl * (1.0 / k + 1.0 / (n - k)))
+    step_sigma = _robust_sigma(np, resid)
+    # the split is the best of ~40: the max of 40 correlated |z| needs a higher bar
+    step_sigmas = sigmas * STEP_SEARCH_FACTOR
+    step = {"at_sample": k, "relative_change": math.expm1(d), "z": d / se if se > 0 else None,
+            "variance_inflation": infl, "threshold_z": step_sigmas,
+            "flagged": abs(d) > log_floor and (se == 0 or abs(d) > step_sigmas * se)}
+    # trend: medians of the first and last thirds, 2n/3 apart
+    t = n // 3
+    m1, m3 = float(np.median(y[:t])), float(np.median(y[-t:]))
+    slope = (m3 - m1) / (n - t)
+    total = slope * n
+    line = m1 + slope * (np.arange(n) - (t - 1) / 2.0)
+    resid = y - line
+    infl = variance_inflation(resid)["factor"]
+    se_t = 1.2533 * _robust_sigma(np, resid) * math.sqrt(infl * 2.0 / t) * n / (n - t)
+    trend = {"relative_change": math.expm1(total), "z": total / se_t if se_t > 0 else None,
+             "variance_inflation": infl,
+             "flagged": abs(total) > log_floor and (se_t == 0 or abs(total) > sigmas * se_t)}
+    # both may fire on one change: name the one that fits it better (smaller residuals)
+    step_fits = step["flagged"] and (not trend["flagged"]
+                                     or step_sigma <= _robust_sigma(np, resid))
+    reason = None
+    if step_fits:
+        reason = (f"latency stepped {step['relative_change']:+.1%} at sample {k} of {n} "
+                  f"(z = {step['z']:.1f}): throttling, a frequency change or background load")
+    elif trend["flagged"]:
+        reason = (f"latency drifted {trend['relative_change']:+.1%} across the run "
+                  f"(z = {trend['z']:.1f}): throttling or background load")
+    return {"step": step, "trend": trend, "flagged": bool(step["flagged"] or trend["flagged"]),
+            "reason": reason}
 
 
 def find_outliers(x: np.ndarray, k: float) -> dict[str, Any]:
@@ -174,10 +255,39 @@ def find_outliers(x: np.ndarray, k: float) -> dict[str, Any]:
             "values_ms": [float(x[i]) for i in idx[:MAX_REPORTED_OUTLIERS]]}
 
 
+def assess_stability(kept: np.ndarray, bounds: ValidityBounds, period: int = 1,
+                     background_cpu_cores: float | None = None) -> dict[str, Any]:
+    """The stability verdict of the (warm-up excluded) samples; see the module docstring."""
+    import numpy as np  # here, not at import: loading a profile must stay light
+
+    reasons: list[str] = []
+    if kept.size < 2 or np.any(kept <= 0):
+        return {"stable": True, "reasons": [], "spread_log_mad": None, "drift": None,
+                "background_cpu_cores": background_cpu_cores,
+                "note": "too few positive samples to judge"}
+    y = _log_residuals(np, kept, period)
+    spread = _robust_sigma(np, y)
+    if spread > bounds.max_spread:
+        reasons.append(f"spread {spread:.3f} (robust sigma of log latency) > max_spread "
+                       f"{bounds.max_spread:g}: background load, frequency scaling or thermal "
+                       "throttling; condition the device")
+    drift = detect_drift(y, bounds.max_trend, bounds.change_sigmas)
+    if drift["flagged"]:
+        reasons.append(drift["reason"])
+    if background_cpu_cores is not None and background_cpu_cores > bounds.max_background_cpu_cores:
+        reasons.append(f"other processes used {background_cpu_cores:.2f} CPU cores during the "
+                       f"timed window (> max_background_cpu_cores "
+                       f"{bounds.max_background_cpu_cores:g}): the latency is about the "
+                       "contention; stop the other work or use a quiet device")
+    return {"stable": not reasons, "reasons": reasons, "spread_log_mad": spread,
+            "drift": drift, "background_cpu_cores": background_cpu_cores}
+
+
 def assess(samples_ms: Sequence[float], bounds: ValidityBounds | None = None, *,
            duration_s: float | None = None, min_count_met: bool | None = None,
            min_duration_met: bool | None = None, stopped_by: str | None = None,
-           throttled: bool | None = None) -> ValidityReport:
+           throttled: bool | None = None, period: int = 1,
+           background_cpu_cores: float | None = None) -> ValidityReport:
     """Judge one run. samples_ms are the timed samples in the order they were taken.
 
     duration_s / min_*_met / stopped_by come from the agent's "run" object
@@ -199,69 +309,54 @@ def assess(samples_ms: Sequence[float], bounds: ValidityBounds | None = None, *,
         reasons.append(f"only {n} samples, below min_count {bounds.min_count}: raise "
                        "max_duration_s or max_count so the run can reach it")
     if not min_duration_met:
+        hint = "raise max_count" if stopped_by == "max_count" else \
+            "raise max_duration_s" if stopped_by == "max_duration" else \
+            "raise max_count or max_duration_s"
         reasons.append(f"timed window {_fmt_s(duration_s)} is below min_duration_s "
-                       f"{bounds.min_duration_s:g} s: raise max_count or max_duration_s")
+                       f"{bounds.min_duration_s:g} s ({stopped_by or 'stopped'} first): {hint}, "
+                       "or lower min_duration_s")
     if n == 0:
         return ValidityReport(False, reasons + ["no timed samples"], 0, duration_s,
                               stopped_by, bool(min_count_met), bool(min_duration_met), None,
-                              None, 0, {}, {}, {}, throttled, asdict(bounds), [])
+                              None, 0, {}, {"stable": True, "reasons": []}, {}, throttled,
+                              asdict(bounds), [])
     drift = detect_warmup_drift(x, bounds.drift_tolerance)
     excluded = int(drift["excluded_count"])
     if excluded > bounds.max_warmup_exclusion * n:
-        # A long "warm-up" whose steady half still moves is a trend across the
-        # whole run (thermal, load), and the fix is different: say which.
-        half = x[n // 2:]
-        h = half.size // 2
-        moving = h >= 4 and abs(float(np.median(half[h:])) / float(np.median(half[:h])) - 1.0) \
-            > bounds.max_trend / 2
-        if moving:
-            whole = detect_trend(x)["relative_change"] or 0.0
-            reasons.append(f"latency drifted {whole:+.1%} from the first to the last quarter of "
-                           "the run and never settled: throttling or background load")
-        else:
-            reasons.append(
-                f"warm-up drift lasts {excluded} of {n} samples (> "
-                f"{bounds.max_warmup_exclusion:.0%}): the first samples deviate "
-                f"{drift['first_block_deviation']:+.1%} from the steady state; raise "
-                "warmup_count")
-        drift["never_settled"] = bool(moving)
+        reasons.append(
+            f"warm-up lasts {excluded} of {n} samples (> {bounds.max_warmup_exclusion:.0%}): "
+            f"the first samples are {drift['first_block_deviation']:+.1%} slower than the "
+            "steady state; raise warmup_count")
     kept = x[excluded:] if excluded < n else x
     cv = float(kept.std(ddof=1) / kept.mean()) if kept.size > 1 and kept.mean() > 0 else 0.0
     p50, p99 = (float(v) for v in np.percentile(kept, [50, 99]))
     tail = p99 / p50 if p50 > 0 else None
-    if cv > bounds.max_cv:
-        reasons.append(f"unstable: CV {cv:.3f} > max_cv {bounds.max_cv:g} (background load, "
-                       "frequency scaling or thermal throttling; condition the device)")
-    if tail is not None and tail > bounds.max_p99_over_p50:
-        reasons.append(f"heavy tail: p99/p50 {tail:.2f} > max_p99_over_p50 "
-                       f"{bounds.max_p99_over_p50:g}")
-    trend = detect_trend(kept)
-    change = trend["relative_change"]
-    if change is not None and abs(change) > bounds.max_trend and \
-            not any("drifted" in r for r in reasons):
-        reasons.append(f"latency drifted {change:+.1%} from the first to the last quarter of "
-                       f"the run (> {bounds.max_trend:.0%}): throttling or background load")
     if throttled and not bounds.allow_throttled:
         reasons.append("the device throttled during the run and allow_throttled = false: "
                        "cool it down, improve cooling or lower the load")
+    stability = assess_stability(kept, bounds, period, background_cpu_cores)
     outliers = find_outliers(x, bounds.outlier_iqr_k)
     return ValidityReport(
         valid=not reasons, reasons=reasons, count=n, duration_s=duration_s,
         stopped_by=stopped_by, min_count_met=bool(min_count_met),
         min_duration_met=bool(min_duration_met), cv=cv, p99_over_p50=tail,
-        excluded_leading_count=excluded, warmup_drift=drift, trend=trend, outliers=outliers,
-        throttled=throttled, bounds=asdict(bounds), kept_samples_ms=kept.tolist())
+        excluded_leading_count=excluded, warmup_drift=drift, stability=stability,
+        outliers=outliers, throttled=throttled, bounds=asdict(bounds),
+        kept_samples_ms=kept.tolist())
 
 
 def assess_agent_run(agent_out: Mapping[str, Any], bounds: ValidityBounds | None = None,
                      throttled: bool | None = None) -> ValidityReport:
-    """assess() fed from the on-device agent's JSON (latency_samples_ns + run)."""
+    """assess() fed from the on-device agent's JSON (latency_samples_ns, run, contention)."""
     samples_ms = [ns / 1e6 for ns in agent_out.get("latency_samples_ns") or []]
     run = agent_out.get("run") or {}
     return assess(samples_ms, bounds, duration_s=run.get("duration_s"),
                   min_count_met=run.get("min_count_met"),
                   min_duration_met=run.get("min_duration_met"),
-                  stopped_by=run.get("stopped_by"), throttled=throttled)
+                  stopped_by=run.get("stopped_by"), throttled=throttled,
+                  period=int(run.get("input_pool_size") or 1),
+                  background_cpu_cores=(agent_out.get("contention") or {}).get(
+                      "background_cpu_cores"))
 
 
 def _fmt_s(v: float | None) -> str:

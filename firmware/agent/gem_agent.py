@@ -141,35 +141,65 @@ def host_facts() -> dict:
     }
 
 
-class SysfsSampler(threading.Thread):
-    """Reads given files every interval during the timed window.
+#: Shortest sensor sampling period: a faster in-process sampler raised p99 ~1.8x.
+MIN_SAMPLE_INTERVAL_MS = 50.0
+
+
+def sample_files(paths: list[str], samples: dict[str, list]) -> None:
+    now = time.monotonic_ns()
+    for p in paths:
+        text = read_text(p)
+        samples[p].append([now, text.strip() if text is not None else None])
+
+
+def run_sampler(paths: list[str], interval_s: float) -> int:
+    """The sampler process (``--sampler``): read the files every interval until stdin closes.
 
     Raw text is kept with its timestamp; turning it into watts or degrees is the
-    harness's job, where the parsers are tested.
+    harness's job, where the parsers are tested. It runs as a process of its
+    own, not a thread of the agent: a thread waking up every few ms shares the
+    interpreter lock with the timed loop and lands in the samples. It stops
+    when the agent closes its stdin (or dies), then prints what it read.
     """
+    samples: dict[str, list] = {p: [] for p in paths}
+    sample_files(paths, samples)
+    sys.stdout.write("\n")  # ready: the agent starts its timed window after this line
+    sys.stdout.flush()
+    while True:
+        ready, _, _ = select.select([sys.stdin], [], [], interval_s)
+        if ready and not os.read(sys.stdin.fileno(), 4096):
+            break
+        sample_files(paths, samples)
+    sample_files(paths, samples)
+    emit(samples)
+    return EXIT_OK
 
-    def __init__(self, paths: list[str], interval_s: float) -> None:
-        super().__init__(daemon=True)
-        self.paths = paths
-        self.interval_s = interval_s
+
+class SysfsSampler:
+    """Starts and stops the sampler process around the timed window."""
+
+    def __init__(self, paths: list[str], interval_ms: float) -> None:
+        import subprocess
+
+        self.interval_ms = max(MIN_SAMPLE_INTERVAL_MS, interval_ms)
+        argv = [sys.executable, os.path.abspath(__file__), "--sampler",
+                "--sample-interval-ms", str(self.interval_ms)]
+        for path in paths:
+            argv += ["--sample-path", path]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.samples: dict[str, list] = {p: [] for p in paths}
-        self._stop_event = threading.Event()
-
-    def sample_once(self) -> None:
-        now = time.monotonic_ns()
-        for p in self.paths:
-            text = read_text(p)
-            self.samples[p].append([now, text.strip() if text is not None else None])
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            self.sample_once()
-            self._stop_event.wait(self.interval_s)
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()  # its first reading is taken before the window opens
 
     def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=5)
-        self.sample_once()
+        out, _ = self.proc.communicate(timeout=10)
+        if self.proc.returncode == 0 and out:
+            self.samples = json.loads(out)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 # -- supervision: never outlive the harness -------------------------------------
@@ -402,6 +432,164 @@ def harness_gone(lease: Lease | None):
     return on_gone
 
 
+# -- dependence and sequential stopping -----------------------------------------
+#
+# These few functions are also the harness's (harness/stats.py loads them from
+# this file), so the device's decision to stop and the record's intervals use
+# one estimate of dependence and one set of boundaries; the agent itself still
+# imports nothing from the project.
+
+#: Highest lag-1 autocorrelation the inflation estimate admits (IF = 99).
+MAX_AUTOCORRELATION = 0.98
+
+
+def variance_inflation(np, samples, period: int = 1) -> dict:
+    """How much autocorrelation widens every interval, from the lag-1 rank autocorrelation.
+
+    Latency series are autocorrelated (caches, clocks, thermal state): n
+    samples carry the information of n / IF independent ones. The estimate is
+    an AR(1) fit on ranks (rank-based, so a heavy tail cannot fake or hide
+    dependence): the lag-1 Spearman coefficient is turned into the Gaussian
+    correlation (2 sin(pi r / 6)), corrected for its small-sample bias
+    (+(1 + 4 rho) / n) and clipped to [0, MAX_AUTOCORRELATION]; IF = (1 + rho)
+    / (1 - rho). For a quantile's indicator IF is at most this (the indicator
+    of a Gaussian AR(1) is less correlated than the series), so intervals
+    widened by it keep their coverage; negative correlation is never used to
+    narrow them.
+
+    period: the timed loop cycles through a pool of inputs, and each input has
+    a latency of its own. That pattern is the workload, not dependence, so
+    each sample's input effect (the median log latency of its pool slot) is
+    removed before the fit; otherwise the cycle itself would read as
+    autocorrelation.
+    """
+    x = np.asarray(samples, dtype=float)
+    n = int(x.size)
+    if period > 1 and n >= 4 * period and np.all(x > 0):
+        lx = np.log(x)
+        slot = np.arange(n) % period
+        effect = np.array([np.median(lx[slot == k]) for k in range(period)])
+        x = lx - effect[slot]
+    if n < 8:
+        return {"factor": 1.0, "lag1_autocorrelation": None, "effective_sample_size": float(n),
+                "method": "too few samples to estimate (< 8): taken as independent"}
+    ranks = np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(float)
+    ranks -= ranks.mean()
+    den = float(np.dot(ranks, ranks))
+    r_s = float(np.dot(ranks[:-1], ranks[1:]) / den) if den > 0 else 0.0
+    rho = 2.0 * np.sin(np.pi * r_s / 6.0)
+    rho_adj = min(MAX_AUTOCORRELATION, max(0.0, float(rho + (1.0 + 4.0 * rho) / n)))
+    factor = (1.0 + rho_adj) / (1.0 - rho_adj)
+    return {"factor": factor, "lag1_autocorrelation": float(rho),
+            "effective_sample_size": n / factor,
+            "method": "AR(1) on ranks, bias-corrected: IF = (1 + rho) / (1 - rho)"}
+
+
+def binom_pmf(np, n: int, p: float, lo: int = 0, hi: int | None = None):
+    """P(B = k) for k = lo..hi (default 0..n), B ~ Binomial(n, p), computed in logs."""
+    hi = n if hi is None else hi
+    k = np.arange(lo, hi + 1)
+    lgam = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=float)))))
+    logpmf = lgam[n] - lgam[k] - lgam[n - k] + k * np.log(p) + (n - k) * np.log1p(-p)
+    return np.exp(logpmf)
+
+
+#: the count distribution is kept within this many sd of its mean (mass lost < 1e-30)
+SUPPORT_SDS = 12.0
+
+
+def _support(n: int, p: float) -> tuple[int, int]:
+    mean, sd = n * p, (n * p * (1.0 - p)) ** 0.5
+    return (max(0, int(mean - SUPPORT_SDS * sd) - 5), min(n, int(mean + SUPPORT_SDS * sd) + 5))
+
+
+def exceedance_boundaries(np, looks: list[int], pi0: float, alpha: float,
+                          total: int | None = None) -> tuple[list[int], list[int]]:
+    """Exact group-sequential boundaries on the count of samples beyond a limit.
+
+    A budget "p95 <= L" holds exactly when P(sample > L) <= pi0 = 0.05, so the
+    number K of samples over L after n samples is the statistic (MLPerf
+    LoadGen's early-stopping idea). At look j (after looks[j] samples) the
+    run may stop with "pass" when K <= a_j and with "fail" when K >= b_j. The
+    boundaries are computed exactly at the limit (pi = pi0, the worst case for
+    both errors) by propagating the distribution of K over the paths still
+    running from look to look, spending alpha evenly over the looks (Pocock-
+    style: cumulative error <= alpha * j / J), so each wrong verdict has
+    probability at most alpha over the whole run, not per look. The
+    distribution is kept on its support (SUPPORT_SDS around the mean), so the
+    cost does not grow with the square of max_count. a_j = -1 / b_j =
+    looks[j] + 1 mean "impossible at this look". total: the number of looks
+    the run has when `looks` is only its first few (the boundaries of a look
+    depend only on the looks before it).
+    """
+    if not 0.0 < pi0 < 1.0 or not 0.0 < alpha < 1.0:
+        raise ValueError(f"need 0 < pi0 < 1 and 0 < alpha < 1 (got {pi0}, {alpha})")
+    dist = np.array([1.0])  # dist[i] = P(K = offset + i, still running)
+    offset = 0
+    prev = 0
+    spent_pass = spent_fail = 0.0
+    passes: list[int] = []
+    fails: list[int] = []
+    total = len(looks) if total is None else total
+    for j, m in enumerate(looks, 1):
+        if m < prev:
+            raise ValueError(f"looks must not decrease: {looks}")
+        if m > prev:
+            lo, hi = _support(m - prev, pi0)
+            dist = np.convolve(dist, binom_pmf(np, m - prev, pi0, lo, hi))
+            offset += lo
+            keep_lo, keep_hi = _support(m, pi0)  # drop the far tails of the sum
+            a0, a1 = max(0, keep_lo - offset), min(dist.size, keep_hi - offset + 1)
+            dist, offset = dist[a0:a1], offset + a0
+        prev = m
+        budget = alpha * j / total + 1e-12
+        below = np.cumsum(dist)  # P(K <= offset + i, still running)
+        ok = np.nonzero(spent_pass + below <= budget)[0]
+        a = int(ok[-1]) + offset if ok.size else -1
+        above = np.cumsum(dist[::-1])[::-1]  # P(K >= offset + i, still running)
+        ok = np.nonzero(spent_fail + above <= budget)[0]
+        b = int(ok[0]) + offset if ok.size else m + 1
+        if a >= 0:
+            spent_pass += float(below[a - offset])
+            dist[:a - offset + 1] = 0.0
+        if b <= m:
+            spent_fail += float(above[b - offset])
+            dist[b - offset:] = 0.0
+        passes.append(a)
+        fails.append(b)
+    return passes, fails
+
+
+def sequential_decision(np, samples_ms, rule: dict, look_index: int) -> dict:
+    """Every gated budget's verdict at one look, or why sampling must go on.
+
+    rule: {"looks": [n1, ...], "alpha": a, "budgets": [{"metric", "quantile",
+    "limit_ms"}, ...]} (made by harness/stats.py stop_rule()). Dependence is
+    allowed for by working on the effective scale: with inflation IF the
+    looks become n_i / IF samples and the count K becomes K / IF.
+    """
+    x = np.asarray(samples_ms, dtype=float)
+    infl = variance_inflation(np, x, int(rule.get("period", 1)))
+    f = infl["factor"]
+    eff_looks = [max(1, int(n / f)) for n in rule["looks"][:look_index + 1]]
+    verdicts = {}
+    for b in rule["budgets"]:
+        pi0 = 1.0 - float(b["quantile"])
+        passes, fails = exceedance_boundaries(np, eff_looks, pi0, float(rule["alpha"]),
+                                              len(rule["looks"]))
+        k = int(np.count_nonzero(x > float(b["limit_ms"])))
+        k_eff = k / f
+        a, z = passes[look_index], fails[look_index]
+        verdict = "pass" if k_eff <= a else "fail" if k_eff >= z else None
+        verdicts[b["metric"]] = {"verdict": verdict, "over_limit_count": k,
+                                 "pass_if_at_most": a * f if a >= 0 else None,
+                                 "fail_if_at_least": z * f if z <= eff_looks[look_index]
+                                 else None}
+    decided = all(v["verdict"] is not None for v in verdicts.values())
+    return {"count": int(x.size), "look": look_index, "decided": decided,
+            "variance_inflation": f, "budgets": verdicts}
+
+
 def load_manifest(artifact_dir: str) -> dict:
     path = os.path.join(artifact_dir, "manifest.json")
     text = read_text(path)
@@ -418,7 +606,7 @@ def load_manifest(artifact_dir: str) -> dict:
 
 
 def bench_input(np, manifest: dict, seq_len: int, seed: int):
-    """A deterministic byte-token sequence: same input on every device."""
+    """A deterministic byte-token sequence: the same input on every device for a seed."""
     vocab = int(manifest.get("vocab_size", 260))
     max_len = int(manifest.get("max_len_tokens", seq_len))
     if seq_len > max_len:
@@ -434,8 +622,18 @@ def bench_input(np, manifest: dict, seq_len: int, seed: int):
     return {name: ids}
 
 
+def input_pool(np, manifest: dict, seq_len: int, seed: int, size: int) -> list[dict]:
+    """size different inputs (seeds seed, seed+1, ...), cycled through the timed loop.
+
+    One fixed input routes the same tokens to the same experts every time, so
+    their weights stay cache-hot and the latency is optimistic; a pool of
+    varied inputs exercises the routing a real workload sees.
+    """
+    return [bench_input(np, manifest, seq_len, seed + i) for i in range(max(1, size))]
+
+
 class OnnxRuntimeAdapter:
-    """The only runtime this agent speaks today; others plug in beside it."""
+    """onnxruntime on the CPU; other runtimes plug in beside it with the same methods."""
 
     name = "onnxruntime"
 
@@ -446,6 +644,7 @@ class OnnxRuntimeAdapter:
             raise AgentFailure("runtime_missing", f"onnxruntime is not importable on the device "
                                f"({exc}); install it: pip install onnxruntime", EXIT_RUNTIME) \
                 from None
+        self.ort = ort
         self.version = ort.__version__
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -461,6 +660,52 @@ class OnnxRuntimeAdapter:
 
     def run(self, feeds: dict):
         return self.session.run(self.output_names, feeds)
+
+    def bind(self, np, feeds: dict):
+        """A no-argument call that runs one input through I/O binding.
+
+        Inputs are bound once and outputs go to buffers allocated once, so the
+        timed call is the inference, not the Python binding converting arrays
+        (about 8 us a call, 8 % of a 0.1 ms model).
+        """
+        outs = self.run(feeds)
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        for name, value in zip(self.output_names, outs, strict=True):
+            buf = self.ort.OrtValue.ortvalue_from_numpy(np.empty_like(value))
+            binding.bind_ortvalue_output(name, buf)
+        run = self.session.run_with_iobinding
+
+        def call() -> None:
+            run(binding)
+        return call
+
+
+def bound_calls(np, runtime, pool: list[dict]) -> tuple[list, dict]:
+    """One timed call per pool input, through I/O binding where the runtime has it.
+
+    Returns the calls and what the record says about them: whether binding was
+    used and the measured per-call cost of the plain run() path beside it
+    (median of a few calls each), so the binding's effect is a recorded number.
+    """
+    bind = getattr(runtime, "bind", None)
+    if bind is None:
+        return [lambda f=f: runtime.run(f) for f in pool], {"io_binding": False}
+    calls = [bind(np, f) for f in pool]
+    plain, bound = [], []
+    for _ in range(20):
+        a = time.perf_counter_ns()
+        runtime.run(pool[0])
+        b = time.perf_counter_ns()
+        calls[0]()
+        c = time.perf_counter_ns()
+        plain.append(b - a)
+        bound.append(c - b)
+    plain.sort()
+    bound.sort()
+    return calls, {"io_binding": True, "plain_call_median_ns": plain[10],
+                   "bound_call_median_ns": bound[10]}
 
 
 def check_parity(np, runtime, manifest: dict, artifact_dir: str) -> dict:
@@ -492,77 +737,259 @@ def check_parity(np, runtime, manifest: dict, artifact_dir: str) -> dict:
             "n_reference": len(data["inputs"]), "passed": max_diff <= atol and top1 == 1.0}
 
 
+def cpu_busy_ticks() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat's first line."""
+    line = (read_text("/proc/stat") or "").partition("\n")[0].split()
+    if not line or line[0] != "cpu":
+        return None
+    ticks = [int(v) for v in line[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return sum(ticks[:8]) - idle, sum(ticks[:8])
+
+
+def own_cpu_ticks() -> int | None:
+    """This process's user + system clock ticks (/proc/self/stat fields 14 and 15)."""
+    fields = proc_stat(os.getpid())
+    return int(fields[11]) + int(fields[12]) if len(fields) > 12 else None
+
+
+def involuntary_switches() -> int | None:
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw)
+    except (ImportError, OSError):
+        return None
+
+
+def contention(before: dict, after: dict) -> dict:
+    """What else the device did during the timed window.
+
+    background_cpu_cores: CPU time spent by everything but this agent, in
+    cores (2.0 = two other cores busy all along). A contended device gives a
+    latency about the contention; the harness reports the run unstable.
+    """
+    out: dict = {"background_cpu_cores": None, "involuntary_context_switches": None,
+                 "window_s": (after["t"] - before["t"]) / 1e9}
+    if before["cpu"] and after["cpu"] and before["own"] is not None and after["own"] is not None:
+        busy = after["cpu"][0] - before["cpu"][0]
+        total = after["cpu"][1] - before["cpu"][1]
+        own = after["own"] - before["own"]
+        ncpu = os.cpu_count() or 1
+        if total > 0:
+            out["background_cpu_cores"] = max(0.0, (busy - own) / total * ncpu)
+    if before["nivcsw"] is not None and after["nivcsw"] is not None:
+        out["involuntary_context_switches"] = after["nivcsw"] - before["nivcsw"]
+    return out
+
+
+def _snapshot() -> dict:
+    return {"t": time.monotonic_ns(), "cpu": cpu_busy_ticks(), "own": own_cpu_ticks(),
+            "nivcsw": involuntary_switches()}
+
+
 def run_benchmark(args: argparse.Namespace) -> dict:
+
     import numpy as np
 
     manifest = load_manifest(args.artifact_dir)
     if manifest["format"] != "onnx":
         raise AgentFailure("usage", f"format {manifest['format']!r} has no runtime adapter in "
                            "this agent (supported: onnx)", EXIT_USAGE)
+    stop_rule = parse_stop_rule(args.stop_rule) if args.stop_rule else None
     model_path = os.path.join(args.artifact_dir, manifest["entrypoint"])
-    feeds = bench_input(np, manifest, args.seq_len_tokens, args.seed)
+    pool = input_pool(np, manifest, args.seq_len_tokens, args.seed, args.input_pool_size)
 
     t0 = time.perf_counter_ns()
     runtime = OnnxRuntimeAdapter(model_path, args.threads)
     t1 = time.perf_counter_ns()
-    runtime.run(feeds)
+    runtime.run(pool[0])
     t2 = time.perf_counter_ns()
     cold = {"session_create_ms": (t1 - t0) / 1e6, "first_inference_ms": (t2 - t1) / 1e6}
 
     parity = check_parity(np, runtime, manifest, args.artifact_dir)
+    calls, call_info = bound_calls(np, runtime, pool)
 
     warm = []
-    for _ in range(args.warmup_count):
+    for i in range(args.warmup_count):
+        call = calls[i % len(calls)]
         a = time.perf_counter_ns()
-        runtime.run(feeds)
+        call()
         warm.append(time.perf_counter_ns() - a)
 
-    sampler = SysfsSampler(args.sample_path, args.sample_interval_ms / 1000.0) \
+    arms = [calls]
+    ab = None
+    if args.ab_artifact_dir:
+        ab = load_ab_arm(np, args, manifest)
+        arms.append(ab.pop("calls"))
+        stop_rule = None  # the A/B comparison needs both arms to the minimums
+    sampler = SysfsSampler(args.sample_path, args.sample_interval_ms) \
         if args.sample_path else None
-    samples: list[int] = []
-    min_dur_ns = int(args.min_duration_s * 1e9)
-    max_dur_ns = int(args.max_duration_s * 1e9)
-    if sampler:
-        sampler.sample_once()
-        sampler.start()
-    w0 = time.monotonic_ns()
-    start = time.perf_counter_ns()
-    stopped_by = "min_reached"
-    run_fn = runtime.run
-    perf = time.perf_counter_ns
-    while True:
-        a = perf()
-        run_fn(feeds)
-        b = perf()
-        samples.append(b - a)
-        elapsed = b - start
-        if len(samples) >= args.min_count and elapsed >= min_dur_ns:
-            break
-        if len(samples) >= args.max_count:
-            stopped_by = "max_count"
-            break
-        if elapsed >= max_dur_ns:
-            stopped_by = "max_duration"
-            break
-    duration_ns = perf() - start
-    w1 = time.monotonic_ns()
-    if sampler:
-        sampler.stop()
+    timed = timed_loop(np, arms, args, with_period(stop_rule, len(calls)), sampler)
+    if ab is not None:
+        ab["baseline_samples_ns"] = timed["arm_samples"][1]
+        ab["order"] = "pairs, arm order drawn at random per pair (seeded)"
     return {
+        "ab": ab,
         "ok": True,
         "agent_version": AGENT_VERSION,
-        "runtime": {"name": runtime.name, "version": runtime.version},
-        "latency_samples_ns": samples,
+        "runtime": {"name": runtime.name, "version": runtime.version, **call_info},
+        "latency_samples_ns": timed["samples"],
         "warmup_samples_ns": warm,
         "cold_start": cold,
         "peak_rss_kb": peak_rss_kb(),
         "parity": parity,
+        "run": timed["run"],
+        "stopping": timed["stopping"],
+        "contention": timed["contention"],
+        "window_monotonic_ns": timed["window"],
+        "host": {**host_facts(), "boot_id": boot_id()},
+        "sysfs_samples": sampler.samples if sampler else {},
+        "sample_interval_ms": sampler.interval_ms if sampler else None,
+    }
+
+
+def parse_stop_rule(text: str) -> dict:
+    """--stop-rule JSON (harness/stats.py stop_rule() writes it), checked before any timing."""
+    try:
+        rule = json.loads(text)
+        looks = [int(n) for n in rule["looks"]]
+        alpha = float(rule["alpha"])
+        budgets = [{"metric": str(b["metric"]), "quantile": float(b["quantile"]),
+                    "limit_ms": float(b["limit_ms"])} for b in rule["budgets"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AgentFailure("usage", f"--stop-rule is not a valid rule ({exc!r}): expected "
+                           '{"looks": [...], "alpha": a, "budgets": [{"metric", "quantile", '
+                           '"limit_ms"}]}', EXIT_USAGE) from None
+    if not looks or looks != sorted(looks) or not budgets or not 0 < alpha < 0.5:
+        raise AgentFailure("usage", f"--stop-rule: looks must rise, budgets must not be empty "
+                           f"and 0 < alpha < 0.5 (got {text})", EXIT_USAGE)
+    return {"looks": looks, "alpha": alpha, "budgets": budgets}
+
+
+def with_period(rule: dict | None, period: int) -> dict | None:
+    return None if rule is None else {**rule, "period": period}
+
+
+def load_ab_arm(np, args: argparse.Namespace, manifest: dict) -> dict:
+    """The baseline arm of an interleaved A/B run (--ab-artifact-dir): its runtime, its
+    parity, and one bound call per input of the same pool as the candidate's."""
+    base_manifest = load_manifest(args.ab_artifact_dir)
+    if base_manifest["format"] != manifest["format"]:
+        raise AgentFailure("usage", f"--ab-artifact-dir holds a {base_manifest['format']!r} "
+                           f"artifact, the candidate a {manifest['format']!r} one: an A/B "
+                           "run compares one format", EXIT_USAGE)
+    runtime = OnnxRuntimeAdapter(os.path.join(args.ab_artifact_dir,
+                                              base_manifest["entrypoint"]), args.threads)
+    pool = input_pool(np, base_manifest, args.seq_len_tokens, args.seed, args.input_pool_size)
+    runtime.run(pool[0])
+    calls, info = bound_calls(np, runtime, pool)
+    return {"calls": calls, "runtime": {"name": runtime.name, "version": runtime.version,
+                                        **info},
+            "baseline_parity": check_parity(np, runtime, base_manifest, args.ab_artifact_dir),
+            "baseline_model": base_manifest.get("model"),
+            "baseline_variant": base_manifest.get("variant")}
+
+
+def timed_loop(np, arms: list[list], args: argparse.Namespace, stop_rule: dict | None,
+               sampler: SysfsSampler | None) -> dict:
+    """The timed window: until the minimums are met, or with a stop rule until every
+    gated budget is decided at a look, capped by max_count / max_duration_s.
+
+    perf_counter_ns wraps the call alone. The garbage collector is frozen and
+    off for the window (a collection inside one sample is a pause the model
+    did not cause); inputs cycle through the pool. With two arms (an A/B run)
+    each step times one call of each, in an order drawn at random per pair,
+    so the pair shares the device's state and neither arm always goes first.
+    """
+    import gc
+    import random
+
+    calls = arms[0]
+    order = random.Random(args.seed)
+    arm_samples: list[list[int]] = [[] for _ in arms]
+    samples = arm_samples[0]
+    min_dur_ns = int(args.min_duration_s * 1e9)
+    max_dur_ns = int(args.max_duration_s * 1e9)
+    looks = stop_rule["looks"] if stop_rule else []
+    next_look = 0
+    decisions: list[dict] = []
+    pool_size = len(calls)
+    perf = time.perf_counter_ns
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    before = _snapshot()
+    w0 = time.monotonic_ns()
+    start = perf()
+    stopped_by = "min_reached"
+    try:
+        while True:
+            i = len(samples) % pool_size
+            if len(arms) == 1:
+                call = calls[i]
+                a = perf()
+                call()
+                b = perf()
+                samples.append(b - a)
+            else:
+                for k in order.sample(range(len(arms)), len(arms)):
+                    call = arms[k][i]
+                    a = perf()
+                    call()
+                    b = perf()
+                    arm_samples[k].append(b - a)
+            n = len(samples)
+            elapsed = b - start
+            minimums = n >= args.min_count and elapsed >= min_dur_ns
+            if stop_rule is None:
+                if minimums:
+                    break
+            elif next_look < len(looks) and n >= looks[next_look]:
+                if minimums:
+                    d = sequential_decision(np, [s / 1e6 for s in samples], stop_rule,
+                                            next_look)
+                    d["elapsed_s"] = elapsed / 1e9
+                    decisions.append(d)
+                    if d["decided"]:
+                        stopped_by = "decided"
+                        break
+                else:
+                    decisions.append({"count": n, "look": next_look, "decided": False,
+                                      "skipped": "minimum count or duration not met yet"})
+                next_look += 1
+            if n >= args.max_count:
+                stopped_by = "max_count"
+                break
+            if elapsed >= max_dur_ns:
+                stopped_by = "max_duration"
+                break
+    finally:
+        duration_ns = perf() - start
+        w1 = time.monotonic_ns()
+        after = _snapshot()
+        gc.enable()
+        gc.unfreeze()
+        if sampler:
+            sampler.stop()
+    reason = {"min_reached": "stopped once min_count and min_duration_s were met",
+              "decided": f"every gated budget was decided at look {next_look} "
+                         f"({len(samples)} samples)",
+              "max_count": "reached max_count" + (" before every budget was decided"
+                                                  if stop_rule else ""),
+              "max_duration": "reached max_duration_s" + (" before every budget was decided"
+                                                          if stop_rule else "")}[stopped_by]
+    return {
+        "samples": samples,
+        "arm_samples": arm_samples,
         "run": {"count": len(samples), "duration_s": duration_ns / 1e9,
                 "min_count_met": len(samples) >= args.min_count,
-                "min_duration_met": duration_ns >= min_dur_ns, "stopped_by": stopped_by},
-        "window_monotonic_ns": [w0, w1],
-        "host": host_facts(),
-        "sysfs_samples": sampler.samples if sampler else {},
+                "min_duration_met": duration_ns >= min_dur_ns, "stopped_by": stopped_by,
+                "input_pool_size": pool_size, "gc_disabled": True},
+        "stopping": {"rule": stop_rule, "stopped_by": stopped_by, "reason": reason,
+                     "looks": decisions},
+        "contention": contention(before, after),
+        "window": [w0, w1],
     }
 
 
@@ -589,7 +1016,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-duration-s", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-path", action="append", default=[])
-    p.add_argument("--sample-interval-ms", type=float, default=50.0)
+    p.add_argument("--sample-interval-ms", type=float, default=MIN_SAMPLE_INTERVAL_MS,
+                   help=f"sensor sampling period, at least {MIN_SAMPLE_INTERVAL_MS:g} ms")
+    p.add_argument("--input-pool-size", type=int, default=8,
+                   help="different inputs cycled through the timed loop")
+    p.add_argument("--stop-rule", default=None,
+                   help="JSON: gated budgets and look schedule for sequential stopping")
+    p.add_argument("--ab-artifact-dir", default=None,
+                   help="interleaved A/B: the baseline artifact, timed alternately with "
+                        "--artifact-dir (the candidate) in one session")
+    p.add_argument("--sampler", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--watchdog-stdin", action="store_true",
                    help="exit when stdin reaches EOF or the parent changes (the harness is "
                         f"gone); checked at least every {WATCHDOG_PERIOD_S:g} s")
@@ -599,6 +1035,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="end the agent the --pid-file lease names, if it still runs; "
                         "run no benchmark")
     args = p.parse_args(argv)
+    if args.sampler:
+        return args
     if args.stop_stale and not args.pid_file:
         raise _UsageError("--stop-stale needs --pid-file")
     if not args.stop_stale and not args.artifact_dir:
@@ -613,6 +1051,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
     except _UsageError as exc:
         return fail("usage", str(exc), EXIT_USAGE)
+    if args.sampler:
+        return run_sampler(args.sample_path, args.sample_interval_ms / 1000.0)
     if args.stop_stale:
         result = stop_stale(args.pid_file)
         emit(result)

@@ -27,8 +27,8 @@ def add_build_parser(sub: argparse._SubParsersAction) -> None:
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("bench", help="run the GEM benchmark on a device and gate it")
     add_argparse_options(r, ["--device", "--targets-dir", "--report-dir", "--budget",
-                             "--gem-model", "--gem-variant", "--artifact-cache",
-                             "--accept-new-host-key"])
+                             "--gem-model", "--gem-variant", "--ab-variant",
+                             "--artifact-cache", "--accept-new-host-key"])
     r.add_argument("--json", action="store_true", help="print the result record as JSON")
     r.set_defaults(func=cmd_bench)
 
@@ -50,13 +50,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     say(f"building {plan.label} for {plan.profile.name} ...")
     art = plan.build_artifact()
+    ab = plan.build_artifact(plan.ab_variant) if plan.ab_variant else None
     from harness import progress
 
     with plan.open_device() as dev, \
             progress.task(f"{plan.profile.name} ({plan.profile.transport})") as shown:
         dev.progress = shown.update
         outcome = dev.run_benchmark(art, budget_overrides=plan.budget_overrides,
-                                    report_dir=plan.report_dir, run_id=plan.run_id)
+                                    report_dir=plan.report_dir, run_id=plan.run_id,
+                                    ab_baseline=ab)
     rec = outcome.record
     if args.json:
         print(json.dumps(rec))
@@ -66,13 +68,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for line in summary_lines([rec]):
             print(line)
         lat = rec["latency_ms"]
-        print(f"\n{lat['count']} samples, p50 {lat['p50_ms']:.3f} ms, p95 {lat['p95_ms']:.3f} "
-              f"ms (95% CI {lat['p95_ci_ms'][0]:.3f}-{lat['p95_ci_ms'][1]:.3f}), "
+        lo, hi = (_ms(v) for v in lat["p95_ci_ms"])
+        print(f"\n{lat['count']} samples ({lat['effective_sample_size']:.0f} effective, "
+              f"autocorrelation inflation {lat['variance_inflation']:.2f}), p50 "
+              f"{lat['p50_ms']:.3f} ms, p95 {lat['p95_ms']:.3f} ms (95% CI {lo}-{hi}), "
               f"peak RSS {_mb(rec['memory']['peak_rss_mb'])}, "
               f"harness overhead {rec['harness']['overhead_ms']:.0f} ms")
+        if rec.get("ab"):
+            c = rec["ab"]["comparison"]
+            b = rec["ab"]["baseline_artifact"]
+            print(f"A/B vs {b['model']}-{b['variant']} (interleaved): {c['verdict'].upper()}: "
+                  f"{c['reason']}")
+        stopping = rec.get("stopping") or {}
+        print(f"stopped: {stopping.get('reason') or stopping.get('stopped_by')}"
+              + (f" ({stopping['why_not_sequential']})" if stopping.get("why_not_sequential")
+                 else ""))
         print(f"record: {outcome.path}")
         print(f"verdict: {rec['overall_verdict'].upper()}")
     return VERDICT_EXIT.get(rec["overall_verdict"], ExitCode.INCONCLUSIVE)
+
+
+def _ms(value: float | None) -> str:
+    return "unbounded" if value is None else f"{value:.3f}"
 
 
 def _mb(value: float | None) -> str:

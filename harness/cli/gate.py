@@ -36,8 +36,8 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, default=0.95,
                    help="confidence of the regression test (default 0.95)")
     p.add_argument("--run-sd", type=float, default=None, metavar="FRACTION",
-                   help="known run-to-run sd of a run's median (e.g. 0.01); a floor for the "
-                        "value estimated from several baseline/candidate runs")
+                   help="the device's run-to-run (boot-to-boot) sd of a run's median, a "
+                        "floor for the value estimated from several boots (default 0.01)")
     p.add_argument("--lenient-regression", action="store_true",
                    help="treat an inconclusive regression test as a pass")
     p.add_argument("--markdown", type=Path, metavar="FILE",

@@ -55,7 +55,8 @@ class SensorSettings:
                                    "Pi): true, false or \"auto\" (Linux boards)")
     idle_s: float = setting(2.0, minimum=0, help="idle power baseline before the run")
     idle_interval_s: float = setting(0.1, minimum=0.001, help="idle baseline sampling period")
-    sample_interval_ms: int = setting(50, minimum=1, help="the agent's sysfs sampling period")
+    sample_interval_ms: int = setting(50, minimum=50, help="the agent's sysfs sampling period "
+                                      "(a separate process; faster disturbs the timing)")
     cooldown_below_c: float | None = setting(None, help="wait before the run until the zone "
                                              "is below this temperature (C)")
     cooldown_timeout_s: float = setting(120.0, minimum=0, help="give up cooling after this")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -152,9 +153,10 @@ def test_invalid_run_exits_2_like_the_gate(tmp_path):
     targets = tmp_path / "targets"
     targets.mkdir()
     text = (REPO / "targets" / "local.toml").read_text()
-    text = text.replace("min_duration_s = 1.0", "min_duration_s = 30.0").replace(
-        "max_count = 5000", "max_count = 50").replace("min_count = 200", "min_count = 20").replace(
-        "max_duration_s = 20.0", "max_duration_s = 60.0")
+    for key, value in (("min_duration_s", "30.0"), ("max_count", "50"), ("min_count", "20"),
+                       ("max_duration_s", "60.0")):
+        text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text, count=1)
+        assert n == 1, key
     (targets / "local.toml").write_text(text)
     res = run(pytest_argv(tmp_path, "--device=local", f"--targets-dir={targets}"), tmp_path)
     assert res.returncode == 2, res.stdout[-3000:]

@@ -1,10 +1,11 @@
 """Profiles the harness's own tests write: shipped ones, adjusted for the test.
 
 A test about exit codes or records must not flake on this shared host's timing
-noise (a loaded CI machine makes the warm-up drift and the CV of a
-sub-millisecond model exceed any board's bounds), so `steady_local` keeps the
-shipped `local` profile but widens its [validity] bounds: the run stays valid
-and the test sees the verdict it is about.
+noise (a loaded machine makes a sub-millisecond model's spread, drift and
+background load exceed any board's bounds, and an unstable run passes only by
+a wide margin), so `steady_local` keeps the shipped `local` profile but widens
+its [validity] bounds: the run stays valid and stable and the test sees the
+verdict it is about. Tests ABOUT stability use the shipped bounds.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-LENIENT_VALIDITY = """[validity]
-max_cv = 1000.0
-max_p99_over_p50 = 1000.0
-max_trend = 1000.0
-max_warmup_exclusion = 1.0
-"""
+#: [validity] keys that make any completed run on this host valid and stable
+LENIENT = {"max_spread": 1000.0, "max_trend": 1000.0, "max_background_cpu_cores": 1000.0,
+           "max_warmup_exclusion": 1.0}
+LENIENT_VALIDITY = "[validity]\n" + "".join(f"{k} = {v}\n" for k, v in LENIENT.items())
 
 
 def steady_local(targets_dir: Path, name: str = "local", extra_run: str = "") -> Path:

@@ -13,7 +13,7 @@ import pytest
 
 AGENT = Path(__file__).resolve().parents[2] / "firmware" / "agent" / "gem_agent.py"
 ALLOWED = {"__future__", "argparse", "json", "os", "platform", "select", "signal", "stat",
-           "sys", "threading", "time",
+           "sys", "threading", "time", "gc", "subprocess", "random",
            "traceback", "resource", "numpy", "onnxruntime"}
 
 
@@ -87,6 +87,7 @@ def test_sysfs_sampling_during_the_window(tmp_path, fixture_artifact):
     assert rc == 0, err
     samples = rec["sysfs_samples"][str(probe)]
     assert len(samples) >= 3 and all(v == "1234567" for _, v in samples)
+    assert rec["sample_interval_ms"] == 50.0  # asked for 20: a faster sampler disturbs timing
     w0, w1 = rec["window_monotonic_ns"]
     assert samples[0][0] <= w0 + 10**9 and samples[-1][0] >= w1
 

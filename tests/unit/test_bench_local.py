@@ -13,6 +13,7 @@ from harness.bench import DeviceSession
 from harness.errors import AgentError
 from harness.profiles import load_profile, parse_profile
 from harness.record import schema_errors
+from tests.support.profiles import LENIENT
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,9 +24,7 @@ def local_profile(**run):
                 max_count=10**7)
     fast.update(run)
     # the fixture model runs in microseconds: scheduler noise dominates its CV
-    return replace(p, run=replace(p.run, **fast),
-                   validity={"max_cv": 1000.0, "max_p99_over_p50": 1000.0,
-                             "max_trend": 1000.0, "max_warmup_exclusion": 1.0})
+    return replace(p, run=replace(p.run, **fast), validity=dict(LENIENT))
 
 
 def test_record_is_written_valid_and_gated(fixture_artifact, local_home, tmp_path):
@@ -124,3 +123,18 @@ def test_profile_errors_name_file_and_key(tmp_path):
     with pytest.raises(UnknownMetricError, match="latency_p42_ms.*known metrics"):
         parse_profile(bad)
     assert os.path.exists(bad)
+
+
+def test_interleaved_ab_run_records_both_arms(fixture_artifact, local_home, tmp_path):
+    """An A/B of an artifact against itself: both arms timed in one session, paired."""
+    prof = replace(local_profile(min_count=200), budgets={"default": {"latency_p95_ms": 1000.0}})
+    with DeviceSession(prof) as dev:
+        out = dev.run_benchmark(fixture_artifact, report_dir=tmp_path, ab_baseline=fixture_artifact)
+    rec = out.record
+    assert schema_errors(rec) == []
+    ab = rec["ab"]
+    assert len(ab["baseline_samples_ms"]) == len(rec["latency_ms"]["samples_ms"]) >= 200
+    assert ab["baseline_parity"]["passed"] and ab["baseline_artifact"]["sha256"] == \
+        fixture_artifact.sha256
+    assert ab["comparison"]["verdict"] != "regressed"  # the same artifact on both arms
+    assert rec["stopping"]["rule"] is None  # A/B runs to the minimums

@@ -28,8 +28,8 @@ def _targets(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     write_ed25519_key(good_key)
     broken = {
         "typo": (HEAD.format(name="typo", transport="local")
-                 + "[validity]\nmax_cvv = 1.0\n",
-                 "[validity] unknown key(s) max_cvv (did you mean max_cv?)"),
+                 + "[validity]\nmax_spreadd = 1.0\n",
+                 "[validity] unknown key(s) max_spreadd (did you mean max_spread?)"),
         "strport": (HEAD.format(name="strport", transport="ssh")
                     + f'[ssh]\nhost = "127.0.0.1"\nport = "22"\nuser = "u"\n'
                       f'key_file = "{good_key}"\n',

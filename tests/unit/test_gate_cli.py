@@ -152,6 +152,6 @@ def test_several_baseline_nights_are_all_used(tmp_path, capsys):
     assert gate("--results", str(RECORDS / "regressed"), "--baseline", str(base),
                 "--no-profiles") == 1
     out = capsys.readouterr().out
-    assert "3 baseline / 1 candidate run(s)" in out
+    assert "3 baseline / 1 candidate boot(s)" in out
     assert gate("--results", str(RECORDS / "passing"), "--baseline", str(base),
                 "--no-profiles", "--run-sd", "0.01") == 0

@@ -108,11 +108,12 @@ BAD = [
     (HEAD + '[budgets.default]\nlatency_p95_ms = "fast"\n',
      "[budgets.default] latency_p95_ms: expected a number"),
     (HEAD + "[budgets]\ndefault = 3\n", "[budgets] default = 3: expected a table"),
-    (HEAD + "[validity]\nmax_cvv = 1.0\n",
-     "[validity] unknown key(s) max_cvv (did you mean max_cv?); known keys: allow_throttled,"),
-    (HEAD + '[validity]\nmax_cv = "high"\n', '[validity] max_cv: expected a number, got '
-                                             '"high" (a string); write it like max_cv = 0.25'),
-    (HEAD + "[validity]\nmax_cv = -1\n", "[validity] max_cv: -1.0 is below the minimum 0"),
+    (HEAD + "[validity]\nmax_spreadd = 1.0\n",
+     "[validity] unknown key(s) max_spreadd (did you mean max_spread?); known keys: "
+     "allow_throttled,"),
+    (HEAD + '[validity]\nmax_spread = "high"\n', '[validity] max_spread: expected a number, got '
+                                             '"high" (a string); write it like max_spread = 0.1'),
+    (HEAD + "[validity]\nmax_spread = -1\n", "[validity] max_spread: -1.0 is below the minimum 0"),
     (HEAD + "[sensors]\nidle_ss = 1\n", "[sensors] unknown key(s) idle_ss (did you mean idle_s?)"),
     (HEAD + "[sensors]\nandroid_intervl_s = 1\n",
      "[sensors] unknown key(s) android_intervl_s (did you mean android_interval_s?)"),
@@ -223,14 +224,14 @@ def test_unknown_keys_are_reported_before_type_errors(tmp_path: Path) -> None:
 
 
 def test_typed_settings_are_carried_by_the_profile(tmp_path: Path) -> None:
-    p = parse_profile(write(tmp_path, HEAD + "[validity]\nmax_cv = 1\n[sensors]\nidle_s = 3\n"
+    p = parse_profile(write(tmp_path, HEAD + "[validity]\nmax_spread = 1\n[sensors]\nidle_s = 3\n"
                             '[conditioning]\ncpus = [2, 3]\ngovernor = "performance"\n'))
-    assert p.settings["validity"].max_cv == 1.0 and isinstance(p.settings["validity"].max_cv,
-                                                               float)
+    spread = p.settings["validity"].max_spread
+    assert spread == 1.0 and isinstance(spread, float)
     assert p.settings["sensors"].idle_s == 3.0 and p.settings["sensors"].power == "auto"
     assert p.settings["conditioning"].cpus == [2, 3]
     assert p.settings["sensors.android"].interval_s == 0.5
-    assert p.validity == {"max_cv": 1}  # only what the file sets
+    assert p.validity == {"max_spread": 1}  # only what the file sets
     assert type(p.transport_settings).__name__ == "LocalSettings"
 
 

@@ -13,6 +13,7 @@ import pytest
 from harness.bench import DeviceSession
 from harness.profiles import load_profile
 from harness.record import schema, schema_errors, validate, write_record
+from tests.support.profiles import LENIENT
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,8 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def record(fixture_artifact, tmp_path_factory):
     p = load_profile("local", REPO / "targets")
     p = replace(p, run=replace(p.run, min_count=10, min_duration_s=0.01, warmup_count=1),
-                validity={"max_cv": 1000.0, "max_p99_over_p50": 1000.0,
-                             "max_trend": 1000.0, "max_warmup_exclusion": 1.0})
+                validity=dict(LENIENT))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GEM_HIL_LOCAL_HOME", str(tmp_path_factory.mktemp("home")))
         with DeviceSession(p) as dev:
