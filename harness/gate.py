@@ -193,11 +193,33 @@ def budget_rows(rec: Mapping[str, Any], name: str, targets_dir: Path | None,
                 sources[metric] = "profile"
         emulator.update(p_emulator)
     emulated = bool((rec.get("device") or {}).get("emulated"))
+    validity = rec.get("validity") or {}
+    stability = validity.get("stability") or {}
     verdicts = evaluate(budgets, record_measurements(rec), sources, emulated=emulated,
-                        emulator_budgets=emulator)
+                        emulator_budgets=emulator, stopped_by=validity.get("stopped_by"),
+                        unstable=stability.get("stable") is False)
     return [GateRow(device, f"{model}-{variant}", bench, v.metric, v.unit, v.measured, v.limit,
                     v.direction, v.ci_low, v.ci_high, v.verdict, note=v.reason,
                     source=v.source, record=name) for v in verdicts]
+
+
+def ab_row(rec: Mapping[str, Any], name: str) -> GateRow:
+    """The interleaved A/B comparison a record carries (bench --ab-variant), as a row."""
+    device, model, variant, bench = record_key(rec)
+    ab = rec["ab"]
+    c = ab["comparison"]
+    base = ab.get("baseline_artifact") or {}
+    lo, hi = (c.get("ci") or [None, None])[:2]
+    med = c.get("median_baseline_ms")
+    return GateRow(device, f"{model}-{variant}", bench, "ab_latency_median", "ms",
+                   c.get("median_candidate_ms"), med * (1 + c["min_effect"]) if med else None,
+                   "max", lo * med if lo is not None and med else None,
+                   hi * med if hi is not None and med else None,
+                   {"regressed": "regressed", "inconclusive": "inconclusive"}.get(
+                       c["verdict"], "pass"),
+                   note=f"{c['verdict']} vs {base.get('model')}-{base.get('variant')} "
+                        f"(interleaved A/B): {c.get('reason', '')}",
+                   source="ab", record=name, change_pct=(c["ratio_median"] - 1) * 100)
 
 
 # -- the gate -----------------------------------------------------------------
@@ -229,6 +251,8 @@ def gate_records(results: Sequence[tuple[Path, dict[str, Any]]],
             continue
         cand_by_key.setdefault(key, []).append((path, rec))
         rows = budget_rows(rec, name, targets_dir, report.warnings, use_profiles)
+        if rec.get("ab"):
+            rows.append(ab_row(rec, name))
         validity = rec.get("validity") or {}
         if validity.get("valid") is False:
             reasons = "; ".join(validity.get("reasons") or ["no reason recorded"])

@@ -155,3 +155,35 @@ def test_several_baseline_nights_are_all_used(tmp_path, capsys):
     assert "3 baseline / 1 candidate boot(s)" in out
     assert gate("--results", str(RECORDS / "passing"), "--baseline", str(base),
                 "--no-profiles", "--run-sd", "0.01") == 0
+
+
+def test_unstable_record_passes_only_with_the_margin(tmp_path, capsys):
+    """The gate re-applies the instability margin: a p95 whose upper end (71 ms) is under
+    its 100 ms limit but not under 50 ms is inconclusive once the run is unstable."""
+    rec = json.loads((RECORDS / "passing" / "fixture-pi4-00000011.json").read_text())
+    folder = tmp_path / "unstable"
+    folder.mkdir()
+    (folder / "a.json").write_text(json.dumps(rec))
+    assert gate("--results", str(folder), "--no-profiles") == 0
+    rec["validity"]["stability"] = {"stable": False, "reasons": ["spread 0.4 > 0.1"]}
+    (folder / "a.json").write_text(json.dumps(rec))
+    assert gate("--results", str(folder), "--no-profiles") == 2
+    assert "unstable run" in capsys.readouterr().out
+
+
+def test_ab_comparison_in_a_record_gates_it(tmp_path, capsys):
+    rec = json.loads((RECORDS / "passing" / "fixture-pi4-00000011.json").read_text())
+    folder = tmp_path / "ab"
+    folder.mkdir()
+    comparison = {"verdict": "regressed", "ratio_median": 1.08, "ci": [1.05, 1.11],
+                  "min_effect": 0.03, "median_baseline_ms": 40.0, "median_candidate_ms": 43.2,
+                  "reason": "median +8.00 %"}
+    rec["ab"] = {"baseline_artifact": {"model": "tiny", "variant": "fp32"},
+                 "baseline_samples_ms": [40.0] * 5, "comparison": comparison}
+    (folder / "a.json").write_text(json.dumps(rec))
+    assert gate("--results", str(folder), "--no-profiles") == 1
+    out = capsys.readouterr().out
+    assert "ab_latency_median" in out and "regressed" in out
+    comparison["verdict"] = "unchanged"
+    (folder / "a.json").write_text(json.dumps(rec))
+    assert gate("--results", str(folder), "--no-profiles") == 0
