@@ -168,6 +168,22 @@ def _profile_budgets(rec: Mapping[str, Any], targets_dir: Path | None, use_profi
     return prof.budgets_for(model, variant), dict(prof.budgets.get("emulator", {}))
 
 
+def _profile_run_sd(device: str, targets_dir: Path | None, use_profiles: bool) -> float | None:
+    """The device profile's [validity] run_to_run_sd (None: the default floor)."""
+    if not use_profiles:
+        return None
+    from harness.profiles import load_profile, profile_paths
+    from harness.validity import ValidityBounds
+
+    if device not in profile_paths(targets_dir):
+        return None
+    try:
+        prof = load_profile(device, targets_dir, check_files=False)
+    except (HarnessError, ImportError):
+        return None  # budget_rows already warned about this profile
+    return ValidityBounds.from_profile(prof).run_to_run_sd
+
+
 def budget_rows(rec: Mapping[str, Any], name: str, targets_dir: Path | None,
                 warnings: list[str], use_profiles: bool = True) -> list[GateRow]:
     device, model, variant, bench = record_key(rec)
@@ -274,8 +290,10 @@ def gate_records(results: Sequence[tuple[Path, dict[str, Any]]],
         report.rows.extend(rows)
     for key, cands in cand_by_key.items():
         if key in base_by_key:
+            sd = run_sd if run_sd is not None else _profile_run_sd(key[0], targets_dir,
+                                                                   use_profiles)
             report.rows.append(_regression_row(cands, base_by_key[key], min_effect, confidence,
-                                               lenient_regression, run_sd))
+                                               lenient_regression, sd))
     return report
 
 

@@ -75,6 +75,9 @@ class ValidityBounds:
                                    "latency) for reporting outliers")
     allow_throttled: bool = setting(True, help="whether a throttled run may be valid (also "
                                     "settable in [sensors])")
+    run_to_run_sd: float = setting(0.01, minimum=0, help="the device's boot-to-boot sd of a "
+                                   "run's median: the floor `gem-hil gate` puts under the "
+                                   "run-to-run term of a regression test (--run-sd overrides)")
 
     @classmethod
     def from_profile(cls, profile: Any) -> ValidityBounds:

@@ -37,7 +37,8 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="confidence of the regression test (default 0.95)")
     p.add_argument("--run-sd", type=float, default=None, metavar="FRACTION",
                    help="the device's run-to-run (boot-to-boot) sd of a run's median, a "
-                        "floor for the value estimated from several boots (default 0.01)")
+                        "floor for the value estimated from several boots (default: the profile's "
+                        "[validity] run_to_run_sd, 0.01)")
     p.add_argument("--lenient-regression", action="store_true",
                    help="treat an inconclusive regression test as a pass")
     p.add_argument("--markdown", type=Path, metavar="FILE",

@@ -74,3 +74,22 @@ def test_local_under_stress_is_reported_unstable(stress_every_core, tmp_path):
     else:
         assert p95["verdict"] == "inconclusive" and "unstable run" in p95["reason"]
         assert res.returncode == 2, out
+
+
+@pytest.mark.slow
+def test_device_suite_under_stress_says_unstable(stress_every_core, tmp_path):
+    """`pytest --device=local` itself: the summary table and a warning say UNSTABLE, and
+    a latency pass in the record carries the margin reason."""
+    env = dict(os.environ, GEM_HIL_LOCAL_HOME=str(tmp_path / "home"))
+    res = subprocess.run([sys.executable, "-m", "pytest", "tests/device", "-q", "-p",
+                          "no:cacheprovider", "--device=local", "--report-dir",
+                          str(tmp_path / "reports")], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=900, stdin=subprocess.DEVNULL)
+    out = res.stdout + res.stderr
+    assert "UNSTABLE (see below)" in res.stdout and "device unstable during the run" in out, out
+    (path,) = (tmp_path / "reports").rglob("*.json")
+    rec = json.loads(path.read_text())
+    assert rec["validity"]["stability"]["stable"] is False
+    (p95,) = [v for v in rec["verdicts"] if v["metric"] == "latency_p95_ms"]
+    assert p95["verdict"] in ("pass", "inconclusive") and "unstable run" in p95["reason"]
+    assert res.returncode == (0 if rec["overall_verdict"] == "pass" else 2), out
