@@ -348,7 +348,7 @@ class DeviceSession:
         stopping["stopped_at_count"] = agent_run.get("count")
         if stopping.get("rule"):
             stopping["replay"] = replay_stopping(
-                samples_ms, stopping["rule"],
+                samples_ms, stopping,
                 agent_run.get("count") if agent_run.get("stopped_by") == "decided" else None)
         else:
             stopping["why_not_sequential"] = run.stop_rule_reason

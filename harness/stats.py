@@ -208,25 +208,31 @@ def stop_rule(budgets: Mapping[str, float], min_count: int, max_count: int,
              "budgets": rules}, "sequential: stops when every gated percentile is decided")
 
 
-def replay_stopping(samples_ms: Sequence[float], rule: Mapping[str, Any],
+def replay_stopping(samples_ms: Sequence[float], stopping: Mapping[str, Any],
                     stopped_at: int | None) -> dict[str, Any]:
     """Recompute the device's stopping decision from the record's raw samples.
 
-    Replays every look the samples reach; agrees when the first decided look
-    is where the agent said it stopped (or none was decided and it ran on).
+    Replays each look the agent took (its sample count and planned index are
+    in the record: chosen by the clock, not the data) on the raw samples;
+    agrees when the first decided look is where the agent said it stopped
+    (or none was decided and it ran on).
     """
     mod = agent_module()
+    rule = stopping["rule"]
     x = np.asarray(samples_ms, dtype=float)
+    taken: list[tuple[int, int]] = []
     first: dict[str, Any] | None = None
-    for j, n in enumerate(rule["looks"]):
+    for look in stopping.get("looks") or []:
+        n, j = int(look["count"]), int(look["look"])
         if n > x.size:
             break
-        d = mod.sequential_decision(np, x[:n], rule, j)
+        d = mod.sequential_decision(np, x[:n], rule, j, taken)
+        taken.append((n, j))
         if d["decided"]:
             first = d
             break
     decided_at = first["count"] if first else None
-    return {"decided_at_count": decided_at,
+    return {"decided_at_count": decided_at, "looks_replayed": len(taken),
             "verdicts": {k: v["verdict"] for k, v in first["budgets"].items()} if first else None,
             "agrees": decided_at == stopped_at}
 

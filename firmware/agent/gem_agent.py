@@ -504,7 +504,8 @@ def _support(n: int, p: float) -> tuple[int, int]:
 
 
 def exceedance_boundaries(np, looks: list[int], pi0: float, alpha: float,
-                          total: int | None = None) -> tuple[list[int], list[int]]:
+                          total: int | None = None, spend_at: list[int] | None = None
+                          ) -> tuple[list[int], list[int]]:
     """Exact group-sequential boundaries on the count of samples beyond a limit.
 
     A budget "p95 <= L" holds exactly when P(sample > L) <= pi0 = 0.05, so the
@@ -520,7 +521,9 @@ def exceedance_boundaries(np, looks: list[int], pi0: float, alpha: float,
     cost does not grow with the square of max_count. a_j = -1 / b_j =
     looks[j] + 1 mean "impossible at this look". total: the number of looks
     the run has when `looks` is only its first few (the boundaries of a look
-    depend only on the looks before it).
+    depend only on the looks before it). spend_at: the planned index of each
+    look in `looks` (default 0, 1, 2, ...): the error spent by a look is
+    alpha * (spend_at + 1) / total.
     """
     if not 0.0 < pi0 < 1.0 or not 0.0 < alpha < 1.0:
         raise ValueError(f"need 0 < pi0 < 1 and 0 < alpha < 1 (got {pi0}, {alpha})")
@@ -542,7 +545,7 @@ def exceedance_boundaries(np, looks: list[int], pi0: float, alpha: float,
             a0, a1 = max(0, keep_lo - offset), min(dist.size, keep_hi - offset + 1)
             dist, offset = dist[a0:a1], offset + a0
         prev = m
-        budget = alpha * j / total + 1e-12
+        budget = alpha * ((spend_at[j - 1] + 1) if spend_at else j) / total + 1e-12
         below = np.cumsum(dist)  # P(K <= offset + i, still running)
         ok = np.nonzero(spent_pass + below <= budget)[0]
         a = int(ok[-1]) + offset if ok.size else -1
@@ -560,31 +563,39 @@ def exceedance_boundaries(np, looks: list[int], pi0: float, alpha: float,
     return passes, fails
 
 
-def sequential_decision(np, samples_ms, rule: dict, look_index: int) -> dict:
+def sequential_decision(np, samples_ms, rule: dict, look_index: int,
+                        taken: list[tuple[int, int]] | None = None) -> dict:
     """Every gated budget's verdict at one look, or why sampling must go on.
 
     rule: {"looks": [n1, ...], "alpha": a, "budgets": [{"metric", "quantile",
-    "limit_ms"}, ...]} (made by harness/stats.py stop_rule()). Dependence is
-    allowed for by working on the effective scale: with inflation IF the
-    looks become n_i / IF samples and the count K becomes K / IF.
+    "limit_ms"}, ...]} (made by harness/stats.py stop_rule()). taken: the
+    (sample count, planned look index) of the looks taken before this one.
+    A look is taken at the first sample where its planned count AND the run's
+    minimums are met, so on a slow start several planned looks become one,
+    at a later count; the boundaries are computed for the counts really
+    looked at (chosen by the clock, not by the data, so the errors hold),
+    spending alpha up to the planned index reached. Dependence is allowed
+    for on the effective scale: with inflation IF the counts become n / IF
+    and the count over the limit K / IF.
     """
     x = np.asarray(samples_ms, dtype=float)
     infl = variance_inflation(np, x, int(rule.get("period", 1)))
     f = infl["factor"]
-    eff_looks = [max(1, int(n / f)) for n in rule["looks"][:look_index + 1]]
+    history = list(taken or []) + [(int(x.size), look_index)]
+    eff_looks = [max(1, int(n / f)) for n, _ in history]
+    spend = [j for _, j in history]
     verdicts = {}
     for b in rule["budgets"]:
         pi0 = 1.0 - float(b["quantile"])
         passes, fails = exceedance_boundaries(np, eff_looks, pi0, float(rule["alpha"]),
-                                              len(rule["looks"]))
+                                              len(rule["looks"]), spend)
         k = int(np.count_nonzero(x > float(b["limit_ms"])))
         k_eff = k / f
-        a, z = passes[look_index], fails[look_index]
+        a, z = passes[-1], fails[-1]
         verdict = "pass" if k_eff <= a else "fail" if k_eff >= z else None
         verdicts[b["metric"]] = {"verdict": verdict, "over_limit_count": k,
                                  "pass_if_at_most": a * f if a >= 0 else None,
-                                 "fail_if_at_least": z * f if z <= eff_looks[look_index]
-                                 else None}
+                                 "fail_if_at_least": z * f if z <= eff_looks[-1] else None}
     decided = all(v["verdict"] is not None for v in verdicts.values())
     return {"count": int(x.size), "look": look_index, "decided": decided,
             "variance_inflation": f, "budgets": verdicts}
@@ -913,6 +924,7 @@ def timed_loop(np, arms: list[list], args: argparse.Namespace, stop_rule: dict |
     max_dur_ns = int(args.max_duration_s * 1e9)
     looks = stop_rule["looks"] if stop_rule else []
     next_look = 0
+    taken: list[tuple[int, int]] = []
     decisions: list[dict] = []
     pool_size = len(calls)
     perf = time.perf_counter_ns
@@ -945,19 +957,19 @@ def timed_loop(np, arms: list[list], args: argparse.Namespace, stop_rule: dict |
             if stop_rule is None:
                 if minimums:
                     break
-            elif next_look < len(looks) and n >= looks[next_look]:
-                if minimums:
-                    d = sequential_decision(np, [s / 1e6 for s in samples], stop_rule,
-                                            next_look)
-                    d["elapsed_s"] = elapsed / 1e9
-                    decisions.append(d)
-                    if d["decided"]:
-                        stopped_by = "decided"
-                        break
-                else:
-                    decisions.append({"count": n, "look": next_look, "decided": False,
-                                      "skipped": "minimum count or duration not met yet"})
+            elif minimums and next_look < len(looks) and n >= looks[next_look]:
+                # planned looks passed while the minimums were not met become one look
+                while next_look + 1 < len(looks) and n >= looks[next_look + 1]:
+                    next_look += 1
+                d = sequential_decision(np, [s / 1e6 for s in samples], stop_rule,
+                                        next_look, taken)
+                d["elapsed_s"] = elapsed / 1e9
+                decisions.append(d)
+                taken.append((n, next_look))
                 next_look += 1
+                if d["decided"]:
+                    stopped_by = "decided"
+                    break
             if n >= args.max_count:
                 stopped_by = "max_count"
                 break
@@ -973,7 +985,7 @@ def timed_loop(np, arms: list[list], args: argparse.Namespace, stop_rule: dict |
         if sampler:
             sampler.stop()
     reason = {"min_reached": "stopped once min_count and min_duration_s were met",
-              "decided": f"every gated budget was decided at look {next_look} "
+              "decided": f"every gated budget was decided at look {next_look - 1} "
                          f"({len(samples)} samples)",
               "max_count": "reached max_count" + (" before every budget was decided"
                                                   if stop_rule else ""),

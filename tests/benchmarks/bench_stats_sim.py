@@ -248,8 +248,10 @@ def part_sequential(old: ModuleType, trials: int, max_count: int) -> bool:
                 used["old"] += n_used
                 wrong["old"] += v is not None and (ratio == 1.0 or v != right)
                 n_used, v = max_count, None
+                taken: list[tuple[int, int]] = []
                 for j, n in enumerate(looks):
-                    d = agent.sequential_decision(np, x[:n], rule, j)
+                    d = agent.sequential_decision(np, x[:n], rule, j, taken)
+                    taken.append((n, j))
                     if d["decided"]:
                         n_used, v = n, d["budgets"]["latency_p95_ms"]["verdict"]
                         break

@@ -158,8 +158,10 @@ def test_sequential_decision_at_the_limit_simulated():
     trials = 300
     for _ in range(trials):
         x = rng.lognormal(math.log(20.0), 0.2, 600)
+        taken: list[tuple[int, int]] = []
         for j, n in enumerate(rule["looks"]):
-            d = AGENT.sequential_decision(np, x[:n], rule, j)
+            d = AGENT.sequential_decision(np, x[:n], rule, j, taken)
+            taken.append((n, j))
             if d["decided"]:
                 wrong[d["budgets"]["latency_p95_ms"]["verdict"]] += 1
                 break
@@ -174,7 +176,8 @@ def test_sequential_decides_clear_cases_early_and_borderline_ones_not():
     clear = rng.lognormal(math.log(20.0), 0.1, 2000)  # p95 ~ 23.5 ms vs 100 ms
     # decided by the second look: at the first (117) even a slight estimated inflation
     # makes the effective count too small for a pass
-    d = AGENT.sequential_decision(np, clear[:rule["looks"][1]], rule, 1)
+    looks = rule["looks"]
+    d = AGENT.sequential_decision(np, clear[:looks[1]], rule, 1, [(looks[0], 0)])
     assert d["decided"] and d["budgets"]["latency_p95_ms"]["verdict"] == "pass"
     over = clear * 5.0  # p95 ~ 118 ms vs 100 ms
     d = AGENT.sequential_decision(np, over[:117], rule, 0)
@@ -182,9 +185,21 @@ def test_sequential_decides_clear_cases_early_and_borderline_ones_not():
     edge = rng.lognormal(math.log(100.0 / math.exp(0.1 * 1.6449)), 0.1, 2000)
     assert not AGENT.sequential_decision(np, edge[:117], rule, 0)["decided"]
     # the harness recomputes the device's decision from the raw samples
-    replay = replay_stopping(clear, rule, rule["looks"][1])
+    stopping = {"rule": rule, "looks": [{"count": looks[0], "look": 0},
+                                        {"count": looks[1], "look": 1}]}
+    replay = replay_stopping(clear, stopping, looks[1])
     assert replay["agrees"] and replay["verdicts"] == {"latency_p95_ms": "pass"}
-    assert not replay_stopping(clear, rule, 2000)["agrees"]  # a device that ran on: caught
+    assert not replay_stopping(clear, stopping, 2000)["agrees"]  # a device that ran on
+
+
+def test_a_late_look_spends_the_error_of_every_planned_look_it_covers():
+    """The minimums delayed the first look past planned looks 0-2: one look at 400
+    samples with the error of three (3/10 of alpha), exactly."""
+    passes, fails = AGENT.exceedance_boundaries(np, [400], 0.05, 0.025, 10, [2])
+    wrong_pass, wrong_fail = _exact_error([400], passes, fails, 0.05)
+    assert wrong_pass <= 0.025 * 3 / 10 + 1e-12 and wrong_fail <= 0.025 * 3 / 10 + 1e-12
+    one = AGENT.exceedance_boundaries(np, [400], 0.05, 0.025, 10, [0])
+    assert passes[0] >= one[0][0]  # more error to spend: a pass is easier
 
 
 def test_stop_rule_only_for_percentiles():
