@@ -39,8 +39,9 @@ def test_run_met_loadgen_minimums(gem_record):
     assert lat["count"] == len(lat["samples_ms"]) - excluded
     assert len(lat["warmup_samples_ms"]) == bench["warmup_count"]
     assert lat["min_ms"] <= lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
-    lo, hi = lat["p95_ci_ms"]
-    assert lo <= lat["p95_ms"] <= hi
+    lo, hi = lat["p95_ci_ms"]  # an end is None (unbounded) when n cannot reach it
+    assert (lo is None or lo <= lat["p95_ms"]) and (hi is None or lat["p95_ms"] <= hi)
+    assert hi is not None or lat["effective_sample_size"] < 100  # p95 needs ~72
 
 
 def test_stability_and_stopping_are_reported(gem_record):
