@@ -67,7 +67,7 @@ def add_farm_parser(sub: argparse._SubParsersAction) -> None:
 
 def _open(args: argparse.Namespace, check_profiles: bool = False):
     from harness.farm.inventory import load_inventory
-    from harness.history import open_store
+    from harness.history.store import open_store
 
     inv = load_inventory(args.inventory, check_profiles=check_profiles)
     url = inv.history_url(args.history)

@@ -27,8 +27,7 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.dashboard import render_dashboard
-    from harness.history import open_store
-    from harness.history.store import default_url
+    from harness.history.store import default_url, open_store
 
     report_dir = args.report_dir
     url = args.history

@@ -33,7 +33,7 @@ from harness.errors import HarnessError, TransportError
 from harness.farm import health, leases
 from harness.farm.inventory import DeviceEntry, Inventory, load_inventory, options_for, this_host
 from harness.farm.retry import with_retries
-from harness.history import HistoryStore, open_store
+from harness.history.store import HistoryStore, open_store
 
 #: exit codes by record verdict (the worst wins)
 _RANK = {"pass": 0, "inconclusive": 1, "invalid": 1, "fail": 2, "error": 3}

@@ -5,8 +5,8 @@ PostgreSQL by URL (several farm hosts sharing one database). The schema is
 created and upgraded by the Alembic migrations shipped in this package
 (harness/history/migrations), never by ``create_all``, so a store written by an
 older gem-hil is upgraded in place rather than silently diverging.
+
+Modules: store (HistoryStore, open_store), tables (the schema), baseline (the
+gate's baseline from the store), samples (the raw-sample codec), url (URL
+checks, importable without SQLAlchemy).
 """
-
-from harness.history.store import DEFAULT_URL_ENV, HistoryStore, default_url, open_store
-
-__all__ = ["DEFAULT_URL_ENV", "HistoryStore", "default_url", "open_store"]

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from harness.errors import ConfigError
 from harness.history import samples as codec
 from harness.history.tables import Campaign, Device, Failure, Metric, Run, Samples
+from harness.history.url import normalize_url, redact
 
 #: the store's URL when neither --history nor the inventory names one
 DEFAULT_URL_ENV = "GEM_HIL_HISTORY"
@@ -38,28 +39,6 @@ def default_url(report_root: Path | str = "reports") -> str:
     if env:
         return env
     return f"sqlite:///{Path(report_root).resolve() / 'history.sqlite'}"
-
-
-def normalize_url(url: str) -> str:
-    """A bare path is a SQLite file; postgresql:// means psycopg 3."""
-    if "://" not in url:
-        return f"sqlite:///{Path(url).resolve()}"
-    if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    if not url.startswith(("sqlite:", "postgresql+psycopg:")):
-        raise ConfigError(f"history URL {redact(url)}: expected sqlite:///FILE, a file path "
-                          "or postgresql://USER@HOST:PORT/DB")
-    return url
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}{':***' if ':' in creds else ''}@{host}"
 
 
 def utc(dt: datetime | None) -> datetime | None:
@@ -222,6 +201,7 @@ class HistoryStore:
                     v = verdicts.get(metric) or {}
                     s.add(Metric(run_pk=run.id, device=run.device, variant=run.variant,
                                  metric=metric, created_utc=created, value=m.value,
+                                 ci_low=m.ci_low, ci_high=m.ci_high,
                                  limit=v.get("limit"), unit=v.get("unit"),
                                  verdict=v.get("verdict")))
                 if err or run.overall_verdict == "error":
@@ -238,6 +218,19 @@ class HistoryStore:
                 raise
             return int(pk)
         return int(run.id)
+
+    def add_gate_rows(self, run_pk: int, rows: Sequence[Any]) -> None:
+        """The gate's regression rows (harness.gate.GateRow) for a stored run: the
+        dashboard marks a regression where the gate found one."""
+        with self.transaction() as s:
+            run = s.get(Run, run_pk)
+            if run is None:
+                return
+            for r in rows:
+                s.add(Metric(run_pk=run_pk, device=run.device, variant=run.variant,
+                             metric=r.metric, created_utc=run.created_utc,
+                             value=r.change_pct, ci_low=r.ci_low, ci_high=r.ci_high,
+                             limit=r.limit, unit="%", verdict=r.verdict))
 
     def add_failure(self, device: str, stage: str, kind: str, reason: str,
                     campaign_id: str | None = None, variant: str | None = None,

@@ -95,7 +95,9 @@ class Samples(Base):
 
 
 class Metric(Base):
-    """One measured metric of a run and its budget verdict."""
+    """One measured metric of a run and its budget verdict; the gate's regression
+    check against the history is a metric too (regression_latency_median, value =
+    change in percent, verdict regressed / pass / inconclusive)."""
 
     __tablename__ = "metrics"
 
@@ -106,6 +108,8 @@ class Metric(Base):
     metric: Mapped[str] = mapped_column(String(100))
     created_utc: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     value: Mapped[float | None] = mapped_column(Float)
+    ci_low: Mapped[float | None] = mapped_column(Float)
+    ci_high: Mapped[float | None] = mapped_column(Float)
     limit: Mapped[float | None] = mapped_column(Float)
     unit: Mapped[str | None] = mapped_column(String(20))
     verdict: Mapped[str | None] = mapped_column(String(20))

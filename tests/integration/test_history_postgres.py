@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="needs the farm extra: pip install gem-hil[farm]")
 pytest.importorskip("psycopg", reason="needs the farm extra: pip install gem-hil[farm]")
 
-from harness.history import open_store  # noqa: E402
+from harness.history.store import open_store  # noqa: E402
 
 RECORDS = Path(__file__).resolve().parents[1] / "data" / "records"
 

@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="needs the farm extra: pip install gem-hil[farm]")
 
 from harness.errors import ConfigError  # noqa: E402
-from harness.history import open_store  # noqa: E402
-from harness.history.store import normalize_url, redact  # noqa: E402
+from harness.history.store import open_store  # noqa: E402
 from harness.history.tables import Base  # noqa: E402
+from harness.history.url import normalize_url, redact  # noqa: E402
 
 RECORDS = Path(__file__).resolve().parents[1] / "data" / "records"
 

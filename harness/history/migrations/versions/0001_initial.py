@@ -79,6 +79,8 @@ def upgrade() -> None:
         sa.Column("metric", sa.String(100), nullable=False),
         sa.Column("created_utc", TZ, nullable=False),
         sa.Column("value", sa.Float, nullable=True),
+        sa.Column("ci_low", sa.Float, nullable=True),
+        sa.Column("ci_high", sa.Float, nullable=True),
         sa.Column("limit", sa.Float, nullable=True),
         sa.Column("unit", sa.String(20), nullable=True),
         sa.Column("verdict", sa.String(20), nullable=True),
