@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from harness.cli import ExitCode
 from harness.farm import leases
 from harness.farm.inventory import Inventory, this_host
-from harness.history import HistoryStore
+from harness.history.store import HistoryStore
 from harness.plan import new_run_id
 
 KILL_GRACE_S = 15.0

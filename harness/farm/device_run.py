@@ -78,8 +78,12 @@ class DeviceRun:
                 continue
             seen.add(path)
             rec = json.loads(path.read_text(encoding="utf-8"))
-            self.store.add_record(rec, self.campaign, path, self.log_path)
+            pk = self.store.add_record(rec, self.campaign, path, self.log_path)
             verdict = rec.get("overall_verdict", "error")
+            if verdict != "error":
+                regression = self.judge(pk, path, rec)
+                if regression == "regressed":
+                    verdict = "fail"
             self._worse(verdict)
             lat = rec.get("latency_ms") or {}
             err = rec.get("error") or {}
@@ -87,6 +91,27 @@ class DeviceRun:
                  p95_ms=lat.get("p95_ms"), path=str(path),
                  reason=str(err.get("message", "")).splitlines()[0][:200] if err else "")
             log(f"record {path.name}: {verdict}")
+
+    def judge(self, pk: int, path: Path, rec: dict[str, Any]) -> str | None:
+        """The gate's regression check against the store's last good runs, stored
+        with the run so the dashboard marks it. A judging error is logged: it
+        never costs the record."""
+        from harness.gate import gate_records
+        from harness.history.baseline import baseline_for
+
+        try:
+            base = baseline_for(self.store, [rec], self.s.baseline_last, self.campaign)
+            if not base:
+                return None
+            report = gate_records([(path, rec)], base, self.inv.targets_dir)
+            rows = [r for r in report.rows if r.metric == "regression_latency_median"]
+            self.store.add_gate_rows(pk, rows)
+        except Exception as exc:  # noqa: BLE001 - the record is stored; say why no verdict
+            log(f"regression check against the history failed: {exc!r}")
+            return None
+        for r in rows:
+            log(f"regression check vs {len(base)} good run(s): {r.verdict} ({r.note})")
+        return rows[0].verdict if rows else None
 
     def retry(self, fn: Any) -> Any:
         def said(attempt: int, exc: BaseException, wait: float) -> None:

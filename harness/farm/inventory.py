@@ -58,6 +58,8 @@ class FarmSettings:
     retention_days: float = setting(90.0, minimum=0.0, help="raw samples older than this are "
                                                             "pruned after a campaign (summaries "
                                                             "stay); 0 keeps them forever")
+    baseline_last: int = setting(5, minimum=1, help="the regression check after each record "
+                                                    "compares with this many good runs")
     device_timeout_s: float = setting(3600.0, minimum=1.0, help="a device process still "
                                                                 "running after this is stopped")
     accept_new_host_key: bool = setting(False, help="trust SSH host keys seen for the first "

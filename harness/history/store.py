@@ -135,10 +135,11 @@ class HistoryStore:
     # -- campaigns ------------------------------------------------------------
 
     def start_campaign(self, campaign_id: str, name: str, inventory: str | None = None,
-                       host: str | None = None) -> None:
+                       host: str | None = None, started: datetime | None = None) -> None:
         with contextlib.suppress(IntegrityError), self.transaction() as s:  # another host won
             if s.get(Campaign, campaign_id) is None:
-                s.add(Campaign(id=campaign_id, name=name, started_utc=now(), status="running",
+                s.add(Campaign(id=campaign_id, name=name, started_utc=started or now(),
+                               status="running",
                                inventory=inventory, host=host))
 
     def finish_campaign(self, campaign_id: str, status: str = "finished") -> None:
@@ -234,11 +235,11 @@ class HistoryStore:
 
     def add_failure(self, device: str, stage: str, kind: str, reason: str,
                     campaign_id: str | None = None, variant: str | None = None,
-                    log_path: Path | str | None = None) -> int:
+                    log_path: Path | str | None = None, when: datetime | None = None) -> int:
         """A failure that produced no record (health check, lease, set-up)."""
         with self.transaction() as s:
             f = Failure(campaign_id=campaign_id, device=device, variant=variant, stage=stage,
-                        kind=kind, reason=reason, created_utc=now(),
+                        kind=kind, reason=reason, created_utc=when or now(),
                         log_path=str(log_path) if log_path else None)
             s.add(f)
             s.flush()
