@@ -57,6 +57,7 @@ class DeviceRun:
         self.log_path = self.folder / "device.log"
         self.worst = "pass"
         self.keeper: leases.LeaseKeeper | None = None
+        self.wait_lease_s = 0.0
 
     # -- bookkeeping --------------------------------------------------------
 
@@ -135,7 +136,7 @@ class DeviceRun:
                       f"gem-hil farm return {name} puts it back in service")
             return ExitCode.ERROR
         emit("stage", text="taking the lease")
-        if not leases.acquire(self.store, name, self.holder, self.s.lease_expiry_s):
+        if not self._acquire():
             st = leases.state(self.store, name)
             self.fail("lease", "busy", f"not run: the device is leased by {st.holder} until "
                                        f"{st.expires_utc:%Y-%m-%d %H:%M:%S} UTC")
@@ -213,6 +214,16 @@ class DeviceRun:
                 pass  # the record says why
             self.ingest(seen)
 
+    def _acquire(self) -> bool:
+        deadline = time.monotonic() + self.wait_lease_s
+        while True:
+            if leases.acquire(self.store, self.entry.name, self.holder, self.s.lease_expiry_s):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            emit("stage", text="waiting for the lease")
+            time.sleep(min(1.0, self.s.heartbeat_s))
+
     def _not_run(self, plans: list[Any], why: str) -> None:
         for plan in plans:
             self.fail("run", "not_run", f"{plan.label} not run: {why}", plan.variant)
@@ -229,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--campaign", required=True)
     ap.add_argument("--history", default=None)
     ap.add_argument("--holder", default=None)
+    ap.add_argument("--wait-lease", type=float, default=0.0, metavar="S",
+                    help="wait this long for a busy lease (a retried queue job waits out the "
+                         "lease of the worker that died)")
     args = ap.parse_args(argv)
     from harness import interrupts
 
@@ -239,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             store = open_store(inv.history_url(args.history), migrate=False)
             holder = args.holder or f"{this_host()}:{os.getpid()}:{args.campaign}"
             try:
-                return int(DeviceRun(inv, entry, args.campaign, store, holder).run())
+                run = DeviceRun(inv, entry, args.campaign, store, holder)
+                run.wait_lease_s = args.wait_lease
+                return int(run.run())
             finally:
                 store.close()
     except HarnessError as exc:
