@@ -86,7 +86,7 @@ def test_two_workers_one_device_at_a_time_and_a_killed_worker(postgres, tmp_path
                 if n > 1:
                     overlaps.append(runs_now)
             if not killed:
-                for pid, ppid, d, c in device_runs():
+                for _pid, ppid, d, c in device_runs():
                     w = next((w for w in workers if w.pid == ppid), None)
                     if d == "loc-w1" and w is not None and seen["loc-w1-started"] > 10:
                         killed.update(worker=w, campaign=c, t=time.monotonic())
