@@ -35,14 +35,15 @@ def env(tmp_path: Path) -> dict:
 
 
 def device_runs() -> list[tuple[int, int, str, str]]:
-    """(pid, ppid, device, campaign) of every device process running now."""
-    out = []
-    for p in processes():
-        a = p.argv
-        if "harness.farm.device_run" in a and "--device" in a:
-            out.append((p.pid, p.ppid, a[a.index("--device") + 1],
-                        a[a.index("--campaign") + 1]))
-    return out
+    """(pid, ppid, device, campaign) of every device process running now.
+
+    A child the device process is forking (its agent, a health-check command)
+    carries the parent's argv until it execs: not a second device process."""
+    found = [p for p in processes() if "harness.farm.device_run" in p.argv
+             and "--device" in p.argv]
+    pids = {p.pid for p in found}
+    return [(p.pid, p.ppid, p.argv[p.argv.index("--device") + 1],
+             p.argv[p.argv.index("--campaign") + 1]) for p in found if p.ppid not in pids]
 
 
 def test_two_workers_one_device_at_a_time_and_a_killed_worker(postgres, tmp_path):
