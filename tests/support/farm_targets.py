@@ -10,22 +10,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.support.profiles import LENIENT_VALIDITY, REPO
+from tests.support.profiles import steady_local
 
 
 def local_device(targets: Path, name: str, min_duration_s: float = 0.3,
                  max_duration_s: float = 2.0, python: str | None = None) -> Path:
-    text = (REPO / "targets" / "local.toml").read_text(encoding="utf-8")
-    text = text.replace('name = "local"', f'name = "{name}"')
+    steady_local(targets, name, extra_run=f'python = "{python}"' if python else "")
+    path = targets / f"{name}.toml"
+    text = path.read_text(encoding="utf-8")
     text = text.replace('workdir = "gem-hil"', f'workdir = "gem-hil-{name}"')
     text = re.sub(r"(?m)^min_count = \d+", "min_count = 20", text)
     text = re.sub(r"(?m)^min_duration_s = .*", f"min_duration_s = {min_duration_s}", text)
     text = re.sub(r"(?m)^max_duration_s = .*", f"max_duration_s = {max_duration_s}", text)
-    text = re.sub(r"\[validity\]\n(?:[^\[]*)", LENIENT_VALIDITY, text)
-    if python:
-        text = text.replace("[run]\n", f'[run]\npython = "{python}"\n', 1)
-    targets.mkdir(parents=True, exist_ok=True)
-    (targets / f"{name}.toml").write_text(text, encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return targets
 
 

@@ -29,17 +29,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def unavailable_reason() -> str | None:
-    reason = SshdBoard.unavailable_reason()
+    from tests.adb_peer.netns import unavailable_reason as netns_reason
+
+    reason = SshdBoard.unavailable_reason() or netns_reason()
     if reason:
         return reason
-    for tool in ("ip", "nft", "tc"):
-        if shutil.which(tool) is None:
-            return f"`{tool}` not installed (apt-get install iproute2 nftables)"
-    probe = f"gemhil-probe-{secrets.token_hex(3)}"
-    res = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if res.returncode != 0:
-        return f"ip netns add failed: {res.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    if shutil.which("tc") is None:
+        return "`tc` not installed (apt-get install iproute2)"
     return None
 
 
@@ -160,6 +156,14 @@ class NetnsFarm:
                  " chain in { type filter hook input priority -10; policy drop; }\n"
                  " chain out { type filter hook output priority -10; policy drop; }\n}\n")
         sh("ip", "netns", "exec", b.ns, "nft", "-f", "-", input=rules)
+
+    def heal(self, name: str) -> None:
+        """Undo a black hole and bring a killed sshd back (the next night)."""
+        b = self.boards[name]
+        subprocess.run(["ip", "netns", "exec", b.ns, "nft", "delete", "table", "inet",
+                        "gemhil_hole"], capture_output=True)
+        if b.sshd_pid is None:
+            b.start()
 
     # -- running the farm inside the farm namespace ----------------------------------
 
