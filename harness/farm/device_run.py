@@ -77,9 +77,9 @@ class DeviceRun:
         for path in sorted(self.folder.glob("*.json")):
             if path in seen:
                 continue
-            seen.add(path)
             rec = json.loads(path.read_text(encoding="utf-8"))
             pk = self.store.add_record(rec, self.campaign, path, self.log_path)
+            seen.add(path)  # only once stored: an interrupted write is tried again
             verdict = rec.get("overall_verdict", "error")
             if verdict != "error":
                 regression = self.judge(pk, path, rec)
