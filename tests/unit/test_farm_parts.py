@@ -136,3 +136,22 @@ def test_retries_transport_errors_only():
         with pytest.raises(type(exc)):
             with_retries(once, 5, 0, sleep=waits.append)
         assert len(n) == 1  # a refused host key or an agent's failure is never retried
+
+
+@pytest.mark.parametrize("argv", [["farm"], ["farm", "run"], ["farm", "release", "--inventory",
+                                                              "x.toml"],
+                                  ["farm", "worker", "--inventory", "x.toml"]])
+def test_farm_usage_errors_exit_64(argv, capsys):
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 64
+
+
+def test_worker_needs_postgresql(tmp_path, capsys):
+    from harness.cli import main
+
+    inv = write(tmp_path, '[[device]]\nname = "local"\n')
+    assert main(["farm", "worker", "--inventory", str(inv), "--host-name", "h"]) == 3
+    assert "need a PostgreSQL history store" in capsys.readouterr().err
