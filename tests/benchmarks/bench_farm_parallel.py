@@ -15,6 +15,7 @@ Prints the goal and PASS/FAIL beside the figure.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import stat
 import subprocess
@@ -51,8 +52,13 @@ def campaign(inv: Path, home: Path, devices: list[str] | None = None) -> float:
     res = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
                          stdin=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
-    if res.returncode not in (0, 2):  # inconclusive is fine: a short emulated window
-        sys.exit(f"campaign failed ({res.returncode}):\n{res.stdout}\n{res.stderr[-3000:]}")
+    # verdicts do not matter here (a loaded host fails budgets and regression checks);
+    # every device must have run and written its record
+    summary = res.stdout.strip().splitlines()[-1].split("campaign summary: ")[-1]
+    devices = json.loads(Path(summary).read_text())["devices"]
+    broken = {n: d["failures"] for n, d in devices.items() if d["failures"] or not d["records"]}
+    if broken or res.returncode not in (0, 1, 2):
+        sys.exit(f"campaign failed ({res.returncode}): {broken}\n{res.stderr[-3000:]}")
     return wall
 
 
@@ -68,7 +74,9 @@ def main() -> int:
         for n in names:
             local_device(base / "targets", n, min_duration_s=0.3, max_duration_s=1.0,
                          python=str(py))
-        inv = inventory(base / "farm.toml", names)
+        # timing on a shared host is not what is measured: budgets out of the way
+        inv = inventory(base / "farm.toml", names,
+                        device_extra="budget = { latency_p95_ms = 10000.0 }")
         campaign(inv, base / "home", [names[0]])  # warm: artifact cache, imports
         alone = [campaign(inv, base / "home", [n]) for n in names]
         together = campaign(inv, base / "home")
