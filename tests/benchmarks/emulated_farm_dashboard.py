@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import threading
@@ -97,6 +98,7 @@ def main() -> int:
     finally:
         farm.cleanup()
         farm.remove_created_user()
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
