@@ -1,6 +1,6 @@
 """The run plan: what one run does, whichever front door asked for it.
 
-`gem-hil bench`, `pytest --device=...` and (next) the device farm all turn their
+`gem-hil bench`, `pytest --device=...` and the device farm all turn their
 options into the same RunPlan, so overrides, the model/variant choice, the
 artifact build, the run id and the report folder are decided in one place and
 cannot drift between them. The options themselves are declared once (OPTIONS):
@@ -117,10 +117,13 @@ class RunPlan:
     accept_new_host_key: bool = False
     budget_overrides: Mapping[str, float] = field(default_factory=dict)
     ab_variant: str | None = None
+    #: the report folder's name under report_root (default <run id>_<device>); the
+    #: farm uses <campaign>/<device>
+    report_subdir: str | None = None
 
     @property
     def report_dir(self) -> Path:
-        return self.report_root / f"{self.run_id}_{self.profile.name}"
+        return self.report_root / (self.report_subdir or f"{self.run_id}_{self.profile.name}")
 
     @property
     def label(self) -> str:
@@ -188,7 +191,7 @@ class RunPlan:
 
 
 def make_plan(values: Mapping[str, Any], base_dir: Path | None = None,
-              run_id: str | None = None) -> RunPlan:
+              run_id: str | None = None, report_subdir: str | None = None) -> RunPlan:
     """A RunPlan from option values (keyed by Option.dest).
 
     Every check that can fail does so here, before anything is built or pushed:
@@ -226,4 +229,5 @@ def make_plan(values: Mapping[str, Any], base_dir: Path | None = None,
                    report_root=report_root, targets_dir=targets,
                    artifact_cache=Path(cache) if cache else None,
                    accept_new_host_key=bool(get("--accept-new-host-key")),
-                   budget_overrides=overrides, ab_variant=get("--ab-variant"))
+                   budget_overrides=overrides, ab_variant=get("--ab-variant"),
+                   report_subdir=report_subdir)

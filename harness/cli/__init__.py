@@ -5,6 +5,8 @@
     gem-hil bench [--device NAME] [--json] build, push, run, gate, write a record
     gem-hil gate --results DIR [--baseline DIR]   release gate over result records
     gem-hil qemu build|up|down|status pi4  the emulated Raspberry Pi 4 (QEMU arm64 VM)
+    gem-hil farm run|status|release|return|worker --inventory farm.toml   the device farm
+    gem-hil report [--history URL]         the dashboard: reports/index.html
 
 Profiles are searched in --targets-dir DIR (given before or after the
 sub-command), then $GEM_HIL_TARGETS, ~/.config/gem-hil/targets, and the
@@ -54,7 +56,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from harness.cli import bench, devices, gate, qemu
+    from harness.cli import bench, devices, farm, gate, qemu, report
 
     doc = __doc__ or ""
     p = Parser(prog="gem-hil", description=doc.splitlines()[0],
@@ -69,6 +71,8 @@ def build_parser() -> Parser:
     bench.add_bench_parser(sub)
     gate.add_gate_parser(sub)
     qemu.add_qemu_parser(sub)
+    farm.add_farm_parser(sub)
+    report.add_report_parser(sub)
     return p
 
 

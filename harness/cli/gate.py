@@ -24,7 +24,11 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     src.add_argument("--baseline", type=Path, metavar="DIR",
                      help="folder of baseline result records to check regressions against")
     src.add_argument("--history", metavar="URL",
-                     help="history store to take the baseline from (not supported yet)")
+                     help="history store to take the baseline from: the last N good runs of "
+                          "the same device x model x variant (sqlite:///FILE, a file path, or "
+                          "postgresql://...; see docs/farm.md)")
+    p.add_argument("--last", type=int, default=5, metavar="N",
+                   help="with --history: how many good runs form the baseline (default 5)")
     p.add_argument("--targets-dir", "--targets", dest="targets_dir", type=Path, metavar="DIR",
                    default=None,
                    help="your own device profiles, searched before the shipped ones; the "
@@ -61,11 +65,17 @@ def add_gate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 def handle_gate(args: argparse.Namespace) -> int:
     """Run the gate; print the table; write Markdown; return the exit code."""
-    if args.history:
-        print(f"gem-hil gate: --history {args.history}: not supported yet (there is no history "
-              "store); use --baseline DIR with the baseline run's result records",
-              file=sys.stderr)
+    if args.last < 1:
+        print("gem-hil gate: --last must be at least 1", file=sys.stderr)
         return ExitCode.USAGE
+    if args.history:
+        from harness.history.url import normalize_url
+
+        try:
+            normalize_url(args.history)
+        except HarnessError as exc:
+            print(f"gem-hil gate: --history {exc}", file=sys.stderr)
+            return ExitCode.USAGE
     if not 0.0 < args.confidence < 1.0 or args.min_effect < 0 or (args.run_sd or 0) < 0:
         print("gem-hil gate: --confidence must be in (0, 1), --min-effect and --run-sd >= 0",
               file=sys.stderr)
@@ -76,11 +86,14 @@ def handle_gate(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
     from harness.gate import render_markdown, render_table, run_gate
 
+    kwargs = dict(use_profiles=not args.no_profiles, min_effect=args.min_effect,
+                  confidence=args.confidence, lenient_regression=args.lenient_regression,
+                  run_sd=args.run_sd)
     try:
-        report = run_gate(args.results, args.baseline, targets,
-                          use_profiles=not args.no_profiles, min_effect=args.min_effect,
-                          confidence=args.confidence,
-                          lenient_regression=args.lenient_regression, run_sd=args.run_sd)
+        if args.history:
+            report = _gate_on_history(args, targets, kwargs)
+        else:
+            report = run_gate(args.results, args.baseline, targets, **kwargs)
     except HarnessError as exc:
         print(f"gem-hil gate: {exc}", file=sys.stderr)
         return ExitCode.ERROR
@@ -96,6 +109,29 @@ def handle_gate(args: argparse.Namespace) -> int:
     if args.json_out:
         args.json_out.write_text(json.dumps(report.as_dict(), indent=1) + "\n", encoding="utf-8")
     return report.exit_code
+
+
+def _gate_on_history(args: argparse.Namespace, targets, kwargs: dict):
+    """The candidate's records against the last N good runs in the store."""
+    try:
+        from harness.history.baseline import baseline_for
+        from harness.history.store import open_store
+    except ImportError as exc:
+        raise HarnessError(f"--history needs the farm extra (pip install 'gem-hil[farm]'): "
+                           f"{exc}") from None
+    from harness.gate import gate_records, load_records
+
+    results = load_records(args.results, "--results")
+    store = open_store(args.history)
+    try:
+        baseline = baseline_for(store, [r for _, r in results], last=args.last)
+    finally:
+        store.close()
+    report = gate_records(results, baseline, targets, **kwargs)
+    if not baseline:
+        report.warnings.append("--history: no good runs of these devices and variants in the "
+                               "store before the candidate: regression not checked")
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:

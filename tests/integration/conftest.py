@@ -53,3 +53,23 @@ def ssh(sshd_board: SshdBoard, ssh_board_profile_path: Path) -> Iterator[SshTran
         yield transport
     finally:
         transport.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A real PostgreSQL server (Debian's binaries, private port and data folder)."""
+    from tests.support.postgres import PostgresServer
+
+    reason = PostgresServer.unavailable_reason()
+    if reason:
+        pytest.skip(f"real PostgreSQL unavailable: {reason}")
+    server = PostgresServer()
+    try:
+        server.start()
+    except Exception as exc:
+        server.stop()
+        pytest.fail(f"could not start PostgreSQL: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -93,7 +93,7 @@ def test_profiles_override_record_limits(tmp_path, capsys):
 def test_usage_and_input_errors_never_exit_2(tmp_path, capsys):
     """2 means "inconclusive": a usage error (64) or unreadable input (3) must not say it."""
     assert gate("--results", str(RECORDS / "passing"), "--history", "https://x") == 64
-    assert "not supported yet" in capsys.readouterr().err
+    assert "expected sqlite:///FILE" in capsys.readouterr().err
     assert gate("--results", str(tmp_path / "missing"), "--no-profiles") == 3
     assert "not a directory" in capsys.readouterr().err
     empty = tmp_path / "empty"
