@@ -173,6 +173,15 @@ class SparseCrossAttentionRouter(nn.Module):
         self.w_down = nn.Parameter(torch.empty(e, h, d))
         self.b_down = nn.Parameter(torch.zeros(e, d))
 
+    @staticmethod
+    def scatter_tokens(x: torch.Tensor, sel_t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Rows ``y [B, C, d]`` added at token positions ``sel_t [B, C]`` of a zero
+        ``[B, T, d]``. A seam for export backends: a runtime without this scatter
+        (LiteRT's STABLEHLO_SCATTER kernel) swaps in an equivalent on an instance
+        (gem/export/tflite.py) without touching the model everyone else exports."""
+        d = x.shape[-1]
+        return torch.zeros_like(x).scatter_add(1, sel_t.unsqueeze(-1).expand(-1, -1, d), y)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -199,7 +208,7 @@ class SparseCrossAttentionRouter(nn.Module):
         hid = torch.matmul(xs.unsqueeze(1), w_up) + b_up
         y = torch.matmul(F.gelu(hid), w_down) + b_down  # [B, k, C, d]
         y = (y * a.transpose(1, 2).unsqueeze(-1)).sum(1)  # [B, C, d]
-        out = torch.zeros_like(x).scatter_add(1, sel_t.unsqueeze(-1).expand(-1, -1, d), y)
+        out = self.scatter_tokens(x, sel_t, y)
         stats: dict[str, torch.Tensor] = {}
         if want_stats:
             eff = torch.zeros_like(not_pad).scatter(1, sel_t, sel_w)  # [B,T] dispatched weight
