@@ -435,7 +435,7 @@ def bench_input(np, manifest: dict, seq_len: int, seed: int):
 
 
 class OnnxRuntimeAdapter:
-    """The only runtime this agent speaks today; others plug in beside it."""
+    """ONNX Runtime on the CPU execution provider."""
 
     name = "onnxruntime"
 
@@ -461,6 +461,241 @@ class OnnxRuntimeAdapter:
 
     def run(self, feeds: dict):
         return self.session.run(self.output_names, feeds)
+
+    def prepare(self, feeds: dict) -> dict:
+        return feeds
+
+    def describe(self) -> dict:
+        return {"api": "InferenceSession", "providers": self.session.get_providers()}
+
+    def op_placement(self) -> dict:
+        providers = self.session.get_providers()
+        accel = [p for p in providers if p != "CPUExecutionProvider"]
+        return placement_record(accelerator=accel[0] if accel else None, delegate=None,
+                                partitions=0, ops_total=None, ops_accelerator=0,
+                                fallback=[] if not accel else None,
+                                note="CPUExecutionProvider only: every node runs on the CPU"
+                                if not accel else "per-node placement is not exposed")
+
+
+def placement_record(accelerator, delegate, partitions, ops_total, ops_accelerator,
+                     fallback, note) -> dict:
+    """Where the work ran, the same keys for every runtime. ``fallback`` lists the
+    ops that were meant for the accelerator and ran on the CPU ([] = none, None
+    = the runtime does not say); with no accelerator nothing can fall back."""
+    ops_cpu = None if ops_total is None or ops_accelerator is None else \
+        ops_total - ops_accelerator
+    return {"accelerator": accelerator, "delegate": delegate, "delegated_partitions": partitions,
+            "ops_total": ops_total, "ops_accelerator": ops_accelerator, "ops_cpu": ops_cpu,
+            "cpu_fallback_ops": len(fallback) if fallback is not None else None,
+            "fallback_op_names": sorted(set(fallback)) if fallback is not None else None,
+            "note": note}
+
+
+class _LiteRTFeeds(dict):
+    """Feeds already padded to a bucket and cast to int32 (prepare()), so the timed
+    loop's run() does no input preparation."""
+
+    bucket = 0
+    buffers = None  # CompiledModel: input buffers written once
+
+
+class LiteRTAdapter:
+    """LiteRT (ai-edge-litert) on a multi-signature .tflite: one signature per
+    sequence bucket (manifest ``seq_buckets``). A request of L tokens runs in the
+    smallest bucket >= L, right-padded with ``pad_id``; describe() says which ran.
+
+    ``api``: "interpreter" (the classic Interpreter: XNNPACK on the CPU, or an
+    external delegate named by path) or "compiled_model" (the CompiledModel API,
+    with hardware accelerator cpu, gpu or npu).
+    """
+
+    name = "litert"
+
+    def __init__(self, model_path: str, threads: int, manifest: dict, api: str = "interpreter",
+                 delegate: str | None = None, delegate_options: dict | None = None,
+                 accelerator: str = "cpu") -> None:
+        try:
+            import ai_edge_litert
+            from ai_edge_litert import interpreter as tfl
+        except ImportError as exc:
+            raise AgentFailure("runtime_missing", f"ai_edge_litert is not importable on the "
+                               f"device ({exc}); install it: pip install ai-edge-litert",
+                               EXIT_RUNTIME) from None
+        self.version = getattr(ai_edge_litert, "__version__", None) or _dist_version(
+            "ai-edge-litert")
+        self.model_path = model_path
+        self.api = api
+        self.delegate = delegate
+        self.accelerator = accelerator if api == "compiled_model" else None
+        self.buckets = sorted(int(b) for b in manifest.get("seq_buckets") or [])
+        if not self.buckets:
+            raise AgentFailure("artifact", "tflite manifest lists no seq_buckets", EXIT_ARTIFACT)
+        self.pad_id = int(manifest.get("pad_id", 0))
+        self.input_name = manifest["inputs"][0]["name"]
+        self.output_names = [o["name"] for o in manifest["outputs"]]
+        self.last_bucket: int | None = None
+        self.last_tokens: int | None = None
+        self._runners: dict = {}
+        try:
+            if api == "compiled_model":
+                self._open_compiled(accelerator)
+            else:
+                delegates = []
+                if delegate:
+                    if not os.path.isfile(delegate):
+                        raise AgentFailure("delegate_missing", f"delegate library {delegate} "
+                                           "does not exist on the device; fix [litert] "
+                                           "delegate_path in the profile", EXIT_RUNTIME)
+                    delegates = [tfl.load_delegate(delegate, delegate_options or {})]
+                self.interp = tfl.Interpreter(model_path=model_path, num_threads=threads,
+                                              experimental_delegates=delegates or None)
+        except AgentFailure:
+            raise
+        except Exception as exc:  # the runtime raises ValueError/RuntimeError
+            raise AgentFailure("model_load", f"ai-edge-litert ({api}) could not load "
+                               f"{model_path}: {exc}", EXIT_ARTIFACT) from None
+
+    def _open_compiled(self, accelerator: str) -> None:
+        from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+
+        accel = {"cpu": HardwareAccelerator.CPU, "gpu": HardwareAccelerator.GPU,
+                 "npu": HardwareAccelerator.NPU}[accelerator]
+        self.cm = CompiledModel.from_file(self.model_path, hardware_accel=accel)
+
+    def bucket_for(self, tokens: int) -> int:
+        for b in self.buckets:
+            if b >= tokens:
+                return b
+        raise AgentFailure("usage", f"{tokens} tokens exceed the largest sequence bucket "
+                           f"{self.buckets[-1]} of this artifact", EXIT_USAGE)
+
+    def prepare(self, feeds: dict) -> _LiteRTFeeds:
+        np = _numpy()
+        ids = np.asarray(feeds[self.input_name])
+        tokens = int(ids.shape[-1])
+        bucket = self.bucket_for(tokens)
+        x = np.full((ids.shape[0], bucket), self.pad_id, dtype=np.int32)
+        x[:, :tokens] = ids
+        out = _LiteRTFeeds({self.input_name: x})
+        out.bucket = bucket
+        key = f"seq_{bucket}"
+        if self.api == "compiled_model":
+            index = self.cm.get_signature_index(key)
+            inputs = self.cm.create_input_buffers(index)
+            inputs[0].write(x)
+            out.buffers = (index, inputs, self.cm.create_output_buffers(index))
+        elif key not in self._runners:
+            self._runners[key] = self.interp.get_signature_runner(key)
+        self.last_bucket, self.last_tokens = bucket, tokens
+        return out
+
+    def run(self, feeds: dict):
+        if not isinstance(feeds, _LiteRTFeeds):
+            feeds = self.prepare(feeds)
+        if feeds.buffers is not None:
+            index, inputs, outputs = feeds.buffers
+            self.cm.run_by_index(index, inputs, outputs)
+            n = int(_numpy().prod(self.cm.get_output_tensor_details(
+                f"seq_{feeds.bucket}")[self.output_names[0]]["shape"]))
+            return [outputs[0].read(n, _numpy().float32).reshape(1, -1)]
+        result = self._runners[f"seq_{feeds.bucket}"](**feeds)
+        return [result[name] for name in self.output_names]
+
+    def describe(self) -> dict:
+        info = {"api": self.api, "seq_buckets": self.buckets}
+        if self.last_bucket is not None:
+            info["bucket"] = {"seq_len_tokens": self.last_bucket,
+                              "signature": f"seq_{self.last_bucket}",
+                              "requested_tokens": self.last_tokens,
+                              "padded_tokens": self.last_bucket - (self.last_tokens or 0)}
+        if self.api == "compiled_model":
+            info["accelerator"] = self.accelerator
+        if self.delegate:
+            info["delegate"] = self.delegate
+        return info
+
+    def op_placement(self) -> dict:
+        bucket = self.last_bucket or self.buckets[0]
+        ops = tflite_ops(self.model_path, f"seq_{bucket}")
+        total = len(ops) if ops is not None else None
+        if self.api == "compiled_model":
+            full = bool(self.cm.is_fully_accelerated())
+            if self.accelerator == "cpu":
+                return placement_record(None, "CompiledModel CPU (XNNPACK)", 0, total, 0, [],
+                                        "CPU accelerator requested: every op runs on the CPU")
+            return placement_record(self.accelerator, f"CompiledModel {self.accelerator}", None,
+                                    total, total if full else None, [] if full else None,
+                                    "fully accelerated" if full else
+                                    "not fully accelerated; ai-edge-litert does not name the "
+                                    "ops that fell back")
+        if not self.delegate:
+            return placement_record(None, None, 0, total, 0, [],
+                                    "no accelerator delegate: every op runs on the CPU "
+                                    "(XNNPACK and builtin kernels)")
+        names = [self.interp._get_op_details(i)["op_name"]  # noqa: SLF001 - only API there is
+                 for i in range(self.interp._interpreter.NumNodes())]
+        return placement_record(os.path.basename(self.delegate), self.delegate,
+                                sum(1 for n in names if n == "DELEGATE"), total, None, None,
+                                "delegated partitions counted in the first signature's graph; "
+                                "the Interpreter API does not say which ops each holds")
+
+
+def _numpy():
+    import numpy
+
+    return numpy
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001 - metadata may be missing on a device
+        return None
+
+
+def tflite_ops(model_path: str, signature: str) -> list[str] | None:
+    """Builtin op names of one signature's graph, read from the flatbuffer with the
+    schema ai-edge-litert ships (None when it is not there)."""
+    try:
+        from ai_edge_litert import schema_py_generated as fb
+    except ImportError:
+        return None
+    with open(model_path, "rb") as f:
+        model = fb.Model.GetRootAsModel(f.read(), 0)
+    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    for i in range(model.SignatureDefsLength()):
+        sig = model.SignatureDefs(i)
+        if sig.SignatureKey().decode() != signature:
+            continue
+        sg = model.Subgraphs(sig.SubgraphIndex())
+        out = []
+        for j in range(sg.OperatorsLength()):
+            code = model.OperatorCodes(sg.Operators(j).OpcodeIndex())
+            out.append(names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM"))
+        return out
+    return None
+
+
+#: artifact format -> the adapter that runs it
+ADAPTERS = {"onnx": OnnxRuntimeAdapter, "tflite": LiteRTAdapter}
+
+
+def open_runtime(manifest: dict, model_path: str, args: argparse.Namespace):
+    """The adapter for the artifact's format, with the runtime options given."""
+    fmt = manifest["format"]
+    if fmt not in ADAPTERS:
+        raise AgentFailure("usage", f"format {fmt!r} has no runtime adapter in this agent "
+                           f"(supported: {', '.join(sorted(ADAPTERS))})", EXIT_USAGE)
+    if fmt == "tflite":
+        options = dict(o.split("=", 1) for o in args.delegate_option)
+        return LiteRTAdapter(model_path, args.threads, manifest, api=args.runtime_api,
+                             delegate=args.delegate, delegate_options=options,
+                             accelerator=args.accelerator)
+    return OnnxRuntimeAdapter(model_path, args.threads)
 
 
 def check_parity(np, runtime, manifest: dict, artifact_dir: str) -> dict:
@@ -496,20 +731,19 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     import numpy as np
 
     manifest = load_manifest(args.artifact_dir)
-    if manifest["format"] != "onnx":
-        raise AgentFailure("usage", f"format {manifest['format']!r} has no runtime adapter in "
-                           "this agent (supported: onnx)", EXIT_USAGE)
     model_path = os.path.join(args.artifact_dir, manifest["entrypoint"])
     feeds = bench_input(np, manifest, args.seq_len_tokens, args.seed)
 
     t0 = time.perf_counter_ns()
-    runtime = OnnxRuntimeAdapter(model_path, args.threads)
+    runtime = open_runtime(manifest, model_path, args)
+    feeds = runtime.prepare(feeds)  # padding to a bucket is set-up, not inference
     t1 = time.perf_counter_ns()
     runtime.run(feeds)
     t2 = time.perf_counter_ns()
     cold = {"session_create_ms": (t1 - t0) / 1e6, "first_inference_ms": (t2 - t1) / 1e6}
 
     parity = check_parity(np, runtime, manifest, args.artifact_dir)
+    feeds = runtime.prepare(feeds)  # the benchmark's bucket again (parity ran others)
 
     warm = []
     for _ in range(args.warmup_count):
@@ -551,7 +785,8 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     return {
         "ok": True,
         "agent_version": AGENT_VERSION,
-        "runtime": {"name": runtime.name, "version": runtime.version},
+        "runtime": {"name": runtime.name, "version": runtime.version, **runtime.describe()},
+        "op_placement": runtime.op_placement(),
         "latency_samples_ns": samples,
         "warmup_samples_ns": warm,
         "cold_start": cold,
@@ -590,6 +825,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-path", action="append", default=[])
     p.add_argument("--sample-interval-ms", type=float, default=50.0)
+    p.add_argument("--runtime-api", choices=("interpreter", "compiled_model"),
+                   default="interpreter", help="LiteRT API (tflite artifacts)")
+    p.add_argument("--delegate", default=None, help="LiteRT external delegate library path")
+    p.add_argument("--delegate-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="option passed to the external delegate (repeatable)")
+    p.add_argument("--accelerator", choices=("cpu", "gpu", "npu"), default="cpu",
+                   help="CompiledModel hardware accelerator")
     p.add_argument("--watchdog-stdin", action="store_true",
                    help="exit when stdin reaches EOF or the parent changes (the harness is "
                         f"gone); checked at least every {WATCHDOG_PERIOD_S:g} s")
