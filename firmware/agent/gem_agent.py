@@ -497,6 +497,7 @@ class _LiteRTFeeds(dict):
     loop's run() does no input preparation."""
 
     bucket = 0
+    tokens = 0  # the real (unpadded) length asked for
     buffers = None  # CompiledModel: input buffers written once
 
 
@@ -572,6 +573,9 @@ class LiteRTAdapter:
                            f"{self.buckets[-1]} of this artifact", EXIT_USAGE)
 
     def prepare(self, feeds: dict) -> _LiteRTFeeds:
+        if isinstance(feeds, _LiteRTFeeds):  # prepared before: this is the bucket that runs
+            self.last_bucket, self.last_tokens = feeds.bucket, feeds.tokens
+            return feeds
         np = _numpy()
         ids = np.asarray(feeds[self.input_name])
         tokens = int(ids.shape[-1])
@@ -579,7 +583,7 @@ class LiteRTAdapter:
         x = np.full((ids.shape[0], bucket), self.pad_id, dtype=np.int32)
         x[:, :tokens] = ids
         out = _LiteRTFeeds({self.input_name: x})
-        out.bucket = bucket
+        out.bucket, out.tokens = bucket, tokens
         key = f"seq_{bucket}"
         if self.api == "compiled_model":
             index = self.cm.get_signature_index(key)
