@@ -18,6 +18,7 @@ PAD_ID = 256
 
 
 def make_tflite_artifact(folder: Path, num_classes: int = 4, seed: int = 0) -> Path:
+    import litert_torch
     import torch
 
     from gem.artifacts import describe_files, files_digest, write_manifest
@@ -30,8 +31,6 @@ def make_tflite_artifact(folder: Path, num_classes: int = 4, seed: int = 0) -> P
         run_tflite,
         signature_name,
     )
-
-    import litert_torch
 
     torch.manual_seed(seed)
 
