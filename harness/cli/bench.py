@@ -38,9 +38,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     add_argparse_options(r, ["--device", "--targets-dir", "--report-dir", "--budget",
                              "--gem-model", "--gem-variant", "--artifact-cache",
                              "--accept-new-host-key"])
-    # the CLI's name for the shared --gem-format (pytest's): --format
-    fmt = OPTION_BY_FLAG["--gem-format"]
-    r.add_argument("--format", **fmt.kwargs())
+    # the shared --gem-format (pytest's name), also spelt --format like build's
+    r.add_argument("--gem-format", "--format", **OPTION_BY_FLAG["--gem-format"].kwargs())
     r.add_argument("--json", action="store_true", help="print the result record as JSON")
     r.set_defaults(func=cmd_bench)
 
