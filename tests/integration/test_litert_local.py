@@ -51,7 +51,7 @@ def test_build_device_builds_without_running(tmp_path):
     assert manifest["checked_with"]["ai-edge-litert"] == "2.3.0"
     assert manifest["build"]["torch_vs_tflite_max_abs_diff"] <= 1e-4
     quant = manifest["quantization"]
-    assert quant["policy"] == "dynamic_wi8_afp32"
+    assert quant["policy"] == "dynamic_wi8_afp32_tensorwise"
     assert quant["vs_fp32_holdout"]["n"] >= 100
     assert 0 < quant["size_vs_fp32"] < 1
     assert quant["precision"]["weight_tensors_by_dtype"]["int8"] > 0
