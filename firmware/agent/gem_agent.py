@@ -519,12 +519,24 @@ class LiteRTAdapter:
         try:
             import ai_edge_litert
             from ai_edge_litert import interpreter as tfl
+            self.version = getattr(ai_edge_litert, "__version__", None) or _dist_version(
+                "ai-edge-litert")
+            self.package = "ai-edge-litert"
         except ImportError as exc:
-            raise AgentFailure("runtime_missing", f"ai_edge_litert is not importable on the "
-                               f"device ({exc}); install it: pip install ai-edge-litert",
-                               EXIT_RUNTIME) from None
-        self.version = getattr(ai_edge_litert, "__version__", None) or _dist_version(
-            "ai-edge-litert")
+            # vendor BSPs (NXP i.MX, ...) ship the older tflite_runtime with their
+            # delegates built against it: same Interpreter API, classic API only
+            try:
+                from tflite_runtime import interpreter as tfl
+            except ImportError:
+                raise AgentFailure("runtime_missing", f"ai_edge_litert is not importable on "
+                                   f"the device ({exc}); install it: pip install "
+                                   "ai-edge-litert", EXIT_RUNTIME) from None
+            if api == "compiled_model":
+                raise AgentFailure("runtime_missing", "the CompiledModel API needs "
+                                   "ai-edge-litert; this device has only tflite_runtime",
+                                   EXIT_RUNTIME) from None
+            self.version = _dist_version("tflite-runtime") or _dist_version("tflite_runtime")
+            self.package = "tflite_runtime"
         self.model_path = model_path
         self.api = api
         self.delegate = delegate
@@ -608,7 +620,7 @@ class LiteRTAdapter:
         return [result[name] for name in self.output_names]
 
     def describe(self) -> dict:
-        info = {"api": self.api, "seq_buckets": self.buckets}
+        info = {"api": self.api, "package": self.package, "seq_buckets": self.buckets}
         if self.last_bucket is not None:
             info["bucket"] = {"seq_len_tokens": self.last_bucket,
                               "signature": f"seq_{self.last_bucket}",
