@@ -34,9 +34,9 @@ class LiteRTSettings:
         None, help="external delegate library on the device (Interpreter API), e.g. "
                    "/usr/lib/libvx_delegate.so on an i.MX 8M Plus; the run stops with a "
                    "recorded error naming the path when it is missing")
-    delegate_options: dict = setting(
-        {}, help="options passed to the external delegate, e.g. { cache_file_path = "
-                 "\"/tmp/vx.cache\" }; values are strings")
+    delegate_options: list[str] = setting(
+        [], help="options passed to the external delegate as KEY=VALUE strings, e.g. "
+                 "[\"cache_file_path=/tmp/vx.cache\"]")
 
     def check(self, ctx: TableContext) -> LiteRTSettings:
         if self.delegate_path is not None and self.api != "interpreter":
@@ -45,11 +45,10 @@ class LiteRTSettings:
         if self.accelerator != "cpu" and self.api != "compiled_model":
             raise ctx.error("accelerator", "accelerator applies to api = \"compiled_model\"; "
                                            "set api = \"compiled_model\" or remove it")
-        bad = [k for k, v in self.delegate_options.items() if not isinstance(v, str | int |
-                                                                             float | bool)]
+        bad = [o for o in self.delegate_options if "=" not in o or o.startswith("=")]
         if bad:
-            raise ctx.error("delegate_options", f"{', '.join(bad)}: values must be strings or "
-                                                "numbers")
+            raise ctx.error("delegate_options", f"{', '.join(map(repr, bad))}: each option is "
+                                                "KEY=VALUE, e.g. \"cache_file_path=/tmp/x\"")
         if self.delegate_path is not None and any(c in self.delegate_path for c in "\n\0"):
             raise ctx.error("delegate_path", "contains a control character")
         return self
@@ -58,9 +57,8 @@ class LiteRTSettings:
         args = ["--runtime-api", self.api, "--accelerator", self.accelerator]
         if self.delegate_path:
             args += ["--delegate", self.delegate_path]
-        for key, value in self.delegate_options.items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            args += ["--delegate-option", f"{key}={text}"]
+        for option in self.delegate_options:
+            args += ["--delegate-option", option]
         return args
 
 

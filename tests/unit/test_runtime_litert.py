@@ -30,7 +30,7 @@ def test_litert_defaults_drive_the_interpreter_on_the_cpu(tmp_path):
 
 def test_delegate_path_and_options_reach_the_agent(tmp_path):
     table = ('[litert]\ndelegate_path = "/usr/lib/libvx_delegate.so"\n'
-             'delegate_options = { cache = "/tmp/vx", n = 2 }\n')
+             'delegate_options = ["cache=/tmp/vx", "n=2"]\n')
     p = parse_profile(write(tmp_path, HEAD + table))
     args = runtime_agent_args(p)
     assert args[args.index("--delegate") + 1] == "/usr/lib/libvx_delegate.so"
@@ -41,6 +41,7 @@ def test_delegate_path_and_options_reach_the_agent(tmp_path):
     ('api = "compiled_model"\ndelegate_path = "/x.so"', "delegate_path"),
     ('accelerator = "npu"', "accelerator"),
     ('api = "tflite"', "api"),
+    ('delegate_options = ["novalue"]', "delegate_options"),
 ])
 def test_bad_litert_tables_name_the_key(tmp_path, table, key):
     with pytest.raises(ConfigError) as err:
