@@ -29,7 +29,13 @@ import numpy as np
 
 from gem.errors import BuildError
 from gem.export import BuildProgress
-from gem.export.build_onnx import ATOL_FLOOR, REF_FILE, TORCH_PARITY_ATOL, _candidate_inputs
+from gem.export.build_onnx import (
+    ATOL_FLOOR,
+    REF_FILE,
+    TORCH_PARITY_ATOL,
+    _candidate_inputs,
+    _max_diff,
+)
 from gem.export.common import model_fields, train_fields, train_model
 from gem.export.tflite import (
     INPUT_NAME,
@@ -101,8 +107,7 @@ def build_tflite_artifact(
     with torch.no_grad():
         torch_out = [net(torch.from_numpy(x)).numpy() for x in checks]
     tfl_out = [run_tflite(fp32, x) for x in checks]
-    torch_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(torch_out, tfl_out,
-                                                                   strict=True))
+    torch_diff = _max_diff(torch_out, tfl_out)
     if not torch_diff <= TORCH_PARITY_ATOL:
         raise BuildError(
             f"{model}/{variant}: LiteRT differs from torch by {torch_diff:.3g} (> "
