@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"goal: int8 <= {GOAL_SIZE_RATIO}x fp32 size and >= {GOAL_AGREEMENT:.0%} top-1 "
               "agreement with fp32")
-        print(f"{'model':6} {'format':7} {'policy':18} {'n':>4} {'fp32 KiB':>9} {'int8 KiB':>9} "
+        print(f"{'model':6} {'format':7} {'policy':28} {'n':>4} {'fp32 KiB':>9} {'int8 KiB':>9} "
               f"{'ratio':>6} {'size':>5} {'top-1':>7} {'agree':>5}")
         for r in rows:
-            print(f"{r['model']:6} {r['format']:7} {r['quantization']:18} {r['n']:>4} "
+            print(f"{r['model']:6} {r['format']:7} {r['quantization']:28} {r['n']:>4} "
                   f"{r['fp32_bytes'] / 1024:>9.1f} {r['int8_bytes'] / 1024:>9.1f} "
                   f"{r['size_ratio']:>6.3f} {r['size_goal']:>5} "
                   f"{r['top1_agreement']:>7.2%} {r['agreement_goal']:>5}")
