@@ -9,7 +9,9 @@ load_manifest() refuses to read one.
 
 Caching: the folder is keyed by a content hash of everything that determines
 its bytes -- the gem/ package sources, the model config, variant, format, seed,
-train steps and the torch/onnx/onnxscript/onnxruntime versions. Computing the
+train steps and the versions of the packages that format's build uses
+(gem.export.FORMAT_PACKAGES: torch/onnx/onnxscript/onnxruntime for onnx,
+torch/litert-torch/ai-edge-litert/ai-edge-quantizer for tflite). Computing the
 key reads files and ``importlib.metadata`` only, so a cache hit never imports
 torch and costs milliseconds (plus hashing the model files to detect
 corruption). Builds happen in a temporary folder that is atomically renamed
@@ -35,7 +37,7 @@ from typing import Any
 
 from gem.config import get_config
 from gem.errors import ArtifactCorruptError, BuildError
-from gem.export import FORMATS, BuildProgress
+from gem.export import FORMAT_PACKAGES, FORMATS, BuildProgress
 from gem.files import cache_root, sha256_file
 from gem.manifest import MANIFEST_VERSION, manifest_problem
 
@@ -44,7 +46,6 @@ log = logging.getLogger(__name__)
 KEY_VERSION = 1  # bump when the key recipe itself changes
 REFERENCE_LENGTHS = (16, 32, 64, 128)
 _PKG_DIR = Path(__file__).resolve().parent
-_VERSIONED = ("torch", "onnx", "onnxscript", "onnxruntime")
 
 
 def default_cache_dir() -> Path:
@@ -52,9 +53,9 @@ def default_cache_dir() -> Path:
     return cache_root() / "artifacts"
 
 
-def _package_versions() -> dict[str, str]:
+def _package_versions(fmt: str = "onnx") -> dict[str, str]:
     out = {}
-    for name in _VERSIONED:
+    for name in FORMAT_PACKAGES[fmt]:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -106,7 +107,7 @@ def artifact_key(
         "format": fmt,
         "seed": seed,
         "train_steps": train_steps,
-        "versions": _package_versions(),
+        "versions": _package_versions(fmt),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
@@ -233,19 +234,19 @@ def build_artifact(
         tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".tmp-{folder.name}-"))
         tmp.chmod(0o755)  # mkdtemp makes it 0700; artifacts are not secret
         try:
-            from gem.export.build_onnx import build_onnx_artifact
+            common = {"model": model, "variant": variant, "seed": seed,
+                      "train_steps": train_steps, "cache_key": key,
+                      "versions": _package_versions(fmt), "progress": progress}
+            if fmt == "tflite":
+                if external_data:
+                    raise ValueError("external_data applies to ONNX only; a .tflite is one file")
+                from gem.export.build_tflite import build_tflite_artifact
 
-            build_onnx_artifact(
-                tmp,
-                model=model,
-                variant=variant,
-                seed=seed,
-                train_steps=train_steps,
-                cache_key=key,
-                versions=_package_versions(),
-                external_data=external_data,
-                progress=progress,
-            )
+                build_tflite_artifact(tmp, **common)
+            else:
+                from gem.export.build_onnx import build_onnx_artifact
+
+                build_onnx_artifact(tmp, external_data=external_data, **common)
             load_manifest(tmp)  # what we wrote must verify before it becomes visible
             os.rename(tmp, folder)
         except BaseException:

@@ -173,6 +173,23 @@ class SparseCrossAttentionRouter(nn.Module):
         self.w_down = nn.Parameter(torch.empty(e, h, d))
         self.b_down = nn.Parameter(torch.zeros(e, d))
 
+    @staticmethod
+    def take_experts(weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """The selected experts' rows of a stacked weight (``index_select``: an ONNX
+        Gather of the named initializer, which gem/quantization.py makes int8). A
+        seam like scatter_tokens: LiteRT's quantizer leaves a gathered weight
+        float, so gem/export/tflite.py selects with a one-hot matmul instead."""
+        return weight.index_select(0, flat)
+
+    @staticmethod
+    def scatter_tokens(x: torch.Tensor, sel_t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Rows ``y [B, C, d]`` added at token positions ``sel_t [B, C]`` of a zero
+        ``[B, T, d]``. A seam for export backends: a runtime without this scatter
+        (LiteRT's STABLEHLO_SCATTER kernel) swaps in an equivalent on an instance
+        (gem/export/tflite.py) without touching the model everyone else exports."""
+        d = x.shape[-1]
+        return torch.zeros_like(x).scatter_add(1, sel_t.unsqueeze(-1).expand(-1, -1, d), y)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -192,14 +209,14 @@ class SparseCrossAttentionRouter(nn.Module):
         xs = x.gather(1, sel_t.unsqueeze(-1).expand(-1, -1, d))  # [B, C, d]
         a = attn.gather(1, sel_t.unsqueeze(-1).expand(-1, -1, k)) * sel_w.unsqueeze(-1)  # [B,C,k]
         flat = idx.reshape(-1)  # index_select keeps the parameter as a named Gather input
-        w_up = self.w_up.index_select(0, flat).reshape(b, k, d, -1)  # [B, k, d, h]
-        w_down = self.w_down.index_select(0, flat).reshape(b, k, -1, d)  # [B, k, h, d]
-        b_up = self.b_up.index_select(0, flat).reshape(b, k, 1, -1)
-        b_down = self.b_down.index_select(0, flat).reshape(b, k, 1, d)
+        w_up = self.take_experts(self.w_up, flat).reshape(b, k, d, -1)  # [B, k, d, h]
+        w_down = self.take_experts(self.w_down, flat).reshape(b, k, -1, d)  # [B, k, h, d]
+        b_up = self.take_experts(self.b_up, flat).reshape(b, k, 1, -1)
+        b_down = self.take_experts(self.b_down, flat).reshape(b, k, 1, d)
         hid = torch.matmul(xs.unsqueeze(1), w_up) + b_up
         y = torch.matmul(F.gelu(hid), w_down) + b_down  # [B, k, C, d]
         y = (y * a.transpose(1, 2).unsqueeze(-1)).sum(1)  # [B, C, d]
-        out = torch.zeros_like(x).scatter_add(1, sel_t.unsqueeze(-1).expand(-1, -1, d), y)
+        out = self.scatter_tokens(x, sel_t, y)
         stats: dict[str, torch.Tensor] = {}
         if want_stats:
             eff = torch.zeros_like(not_pad).scatter(1, sel_t, sel_w)  # [B,T] dispatched weight

@@ -28,6 +28,7 @@ from harness.errors import AgentError, HarnessError, TransportError
 from harness.profiles import DeviceProfile, RunSettings
 from harness.record import SCHEMA_VERSION, harness_git_state, write_record
 from harness.resources import agent_source
+from harness.runtimes import runtime_agent_args
 from harness.sensors.session import SensorSession
 from harness.transports import Transport
 from harness.validity import ValidityBounds, assess_agent_run
@@ -189,7 +190,7 @@ class DeviceSession:
         paths = run.sensors.before_run()
         # cooldown and the idle-power baseline wait on purpose: not harness overhead
         run.sensor_wait_s = sensor_wait_s(run.sensors, time.perf_counter() - t1)
-        args = agent_args(remote_dir, settings)
+        args = agent_args(remote_dir, settings) + runtime_agent_args(self.profile)
         run.stop_rule, run.stop_rule_reason = self._stop_rule(settings, run.budgets)
         if run.ab_baseline is not None:
             self._stage(run, "pushing the A/B baseline artifact")
@@ -314,7 +315,11 @@ class DeviceSession:
             "python": host.get("python"), "boot_id": host.get("boot_id"),
             "harness_version": __version__, "harness_commit": commit, "harness_dirty": dirty,
             "host": host, "conditioning": conditioning,
+            # what the runtime adapter says of itself: API, sequence bucket that ran, ...
+            "runtime_detail": {k: v for k, v in runtime.items() if k not in ("name", "version")},
         }
+        # where the work ran (accelerator vs CPU, fallback ops): null when nothing ran
+        record["op_placement"] = (out or {}).get("op_placement")
         record["energy"] = energy_fields(sensor_fields.get("energy"), run.platform_finish, out)
         record["thermal"] = sensor_fields.get("thermal")
         platform_sensors = (run.platform_finish or {}).get("sensors")

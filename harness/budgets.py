@@ -42,6 +42,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("top1_agreement", "1", "min", False,
            "fraction of reference rows whose argmax matches"),
     Metric("energy_per_inference_mj", "mJ", "max", True, "energy per inference above idle"),
+    Metric("cpu_fallback_ops", "ops", "max", False,
+           "ops meant for the accelerator that ran on the CPU (0 when no accelerator is used)"),
 )}
 
 
@@ -269,4 +271,6 @@ def record_measurements(rec: Mapping[str, Any]) -> dict[str, Measurement]:
     lo, hi = _ci(energy.get("energy_per_inference_ci_mj"))
     out["energy_per_inference_mj"] = Measurement(e, lo if lo is not None else e,
                                                  hi if hi is not None else e)
+    fallback = (rec.get("op_placement") or {}).get("cpu_fallback_ops")
+    out["cpu_fallback_ops"] = Measurement.exact(float(fallback) if fallback is not None else None)
     return out

@@ -14,7 +14,7 @@ import argparse
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +74,9 @@ OPTIONS: tuple[Option, ...] = (
            "the baseline and time both alternately in one session; a regression of the "
            "candidate's median fails the run (docs/statistics.md)", None, "VARIANT",
            choices=VARIANTS),
+    Option("--gem-format", "artifact format, e.g. tflite (default: the one the profile's "
+           "runtime consumes); the run uses the runtime registered for that format",
+           None, "FORMAT"),
     Option("--artifact-cache", "artifact cache folder (default: $GEM_HIL_CACHE or "
            "~/.cache/gem-hil)", None, "DIR"),
     Option("--accept-new-host-key", "trust an SSH host key seen for the first time and "
@@ -224,8 +227,21 @@ def make_plan(values: Mapping[str, Any], base_dir: Path | None = None,
     if not report_root.is_absolute() and base_dir is not None:
         report_root = base_dir / report_root
     cache = get("--artifact-cache")
+    fmt = format_for_runtime(profile.runtime)
+    from gem.export import FORMATS  # a plain table: no torch
+
+    if get("--gem-format") and get("--gem-format") not in FORMATS:
+        raise ConfigError(f"--gem-format {get('--gem-format')!r}: unknown artifact format; "
+                          f"known: {', '.join(sorted(FORMATS))}")
+    if get("--gem-format") and get("--gem-format") != fmt:
+        # the device runs the artifact with the runtime that consumes it: the record
+        # names that runtime, not the profile's (whose format was overridden)
+        from harness.runtimes import runtime_for_format
+
+        fmt = get("--gem-format")
+        profile = replace(profile, runtime=runtime_for_format(fmt))
     return RunPlan(profile=profile, model=model, variant=variant,
-                   fmt=format_for_runtime(profile.runtime), run_id=run_id or new_run_id(),
+                   fmt=fmt, run_id=run_id or new_run_id(),
                    report_root=report_root, targets_dir=targets,
                    artifact_cache=Path(cache) if cache else None,
                    accept_new_host_key=bool(get("--accept-new-host-key")),

@@ -18,6 +18,16 @@ def fixture_artifact(tmp_path_factory: pytest.TempPathFactory) -> LocalArtifact:
     return load_artifact(make_artifact(tmp_path_factory.mktemp("artifact")))
 
 
+@pytest.fixture(scope="session")
+def tflite_artifact(tmp_path_factory: pytest.TempPathFactory) -> LocalArtifact:
+    """A real two-bucket LiteRT classifier artifact (litert-torch, no GEM training)."""
+    pytest.importorskip("litert_torch", reason="litert-torch (the litert extra) is needed to "
+                                               "write the LiteRT fixture artifact")
+    from tests.support.tflite_artifact import make_tflite_artifact
+
+    return load_artifact(make_tflite_artifact(tmp_path_factory.mktemp("tflite-artifact")))
+
+
 @pytest.fixture
 def local_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private login directory for the `local` device in this test."""

@@ -672,6 +672,21 @@ class OnnxRuntimeAdapter:
     def run(self, feeds: dict):
         return self.session.run(self.output_names, feeds)
 
+    def prepare(self, feeds: dict) -> dict:
+        return feeds
+
+    def describe(self) -> dict:
+        return {"api": "InferenceSession", "providers": self.session.get_providers()}
+
+    def op_placement(self) -> dict:
+        providers = self.session.get_providers()
+        accel = [p for p in providers if p != "CPUExecutionProvider"]
+        return placement_record(accelerator=accel[0] if accel else None, delegate=None,
+                                partitions=0, ops_total=None, ops_accelerator=0,
+                                fallback=[] if not accel else None,
+                                note="CPUExecutionProvider only: every node runs on the CPU"
+                                if not accel else "per-node placement is not exposed")
+
     def bind(self, np, feeds: dict, outs: list):
         """A no-argument call that runs one input through I/O binding.
 
@@ -691,6 +706,242 @@ class OnnxRuntimeAdapter:
         def call() -> None:
             run(binding)
         return call
+
+
+def placement_record(accelerator, delegate, partitions, ops_total, ops_accelerator,
+                     fallback, note) -> dict:
+    """Where the work ran, the same keys for every runtime. ``fallback`` lists the
+    ops that were meant for the accelerator and ran on the CPU ([] = none, None
+    = the runtime does not say); with no accelerator nothing can fall back."""
+    ops_cpu = None if ops_total is None or ops_accelerator is None else \
+        ops_total - ops_accelerator
+    return {"accelerator": accelerator, "delegate": delegate, "delegated_partitions": partitions,
+            "ops_total": ops_total, "ops_accelerator": ops_accelerator, "ops_cpu": ops_cpu,
+            "cpu_fallback_ops": len(fallback) if fallback is not None else None,
+            "fallback_op_names": sorted(set(fallback)) if fallback is not None else None,
+            "note": note}
+
+
+class _LiteRTFeeds(dict):
+    """Feeds already padded to a bucket and cast to int32 (prepare()), so the timed
+    loop's run() does no input preparation."""
+
+    bucket = 0
+    tokens = 0  # the real (unpadded) length asked for
+    buffers = None  # CompiledModel: input buffers written once
+
+
+class LiteRTAdapter:
+    """LiteRT (ai-edge-litert) on a multi-signature .tflite: one signature per
+    sequence bucket (manifest ``seq_buckets``). A request of L tokens runs in the
+    smallest bucket >= L, right-padded with ``pad_id``; describe() says which ran.
+
+    ``api``: "interpreter" (the classic Interpreter: XNNPACK on the CPU, or an
+    external delegate named by path) or "compiled_model" (the CompiledModel API,
+    with hardware accelerator cpu, gpu or npu).
+    """
+
+    name = "litert"
+
+    def __init__(self, model_path: str, threads: int, manifest: dict, api: str = "interpreter",
+                 delegate: str | None = None, delegate_options: dict | None = None,
+                 accelerator: str = "cpu") -> None:
+        try:
+            import ai_edge_litert
+            from ai_edge_litert import interpreter as tfl
+            self.version = getattr(ai_edge_litert, "__version__", None) or _dist_version(
+                "ai-edge-litert")
+            self.package = "ai-edge-litert"
+        except ImportError as exc:
+            # vendor BSPs (NXP i.MX, ...) ship the older tflite_runtime with their
+            # delegates built against it: same Interpreter API, classic API only
+            try:
+                from tflite_runtime import interpreter as tfl
+            except ImportError:
+                raise AgentFailure("runtime_missing", f"ai_edge_litert is not importable on "
+                                   f"the device ({exc}); install it: pip install "
+                                   "ai-edge-litert", EXIT_RUNTIME) from None
+            if api == "compiled_model":
+                raise AgentFailure("runtime_missing", "the CompiledModel API needs "
+                                   "ai-edge-litert; this device has only tflite_runtime",
+                                   EXIT_RUNTIME) from None
+            self.version = _dist_version("tflite-runtime") or _dist_version("tflite_runtime")
+            self.package = "tflite_runtime"
+        self.model_path = model_path
+        self.api = api
+        self.delegate = delegate
+        self.accelerator = accelerator if api == "compiled_model" else None
+        self.buckets = sorted(int(b) for b in manifest.get("seq_buckets") or [])
+        if not self.buckets:
+            raise AgentFailure("artifact", "tflite manifest lists no seq_buckets", EXIT_ARTIFACT)
+        self.pad_id = int(manifest.get("pad_id", 0))
+        self.input_name = manifest["inputs"][0]["name"]
+        self.output_names = [o["name"] for o in manifest["outputs"]]
+        self.last_bucket: int | None = None
+        self.last_tokens: int | None = None
+        self._runners: dict = {}
+        try:
+            if api == "compiled_model":
+                self._open_compiled(accelerator)
+            else:
+                delegates = []
+                if delegate:
+                    if not os.path.isfile(delegate):
+                        raise AgentFailure("delegate_missing", f"delegate library {delegate} "
+                                           "does not exist on the device; fix [litert] "
+                                           "delegate_path in the profile", EXIT_RUNTIME)
+                    delegates = [tfl.load_delegate(delegate, delegate_options or {})]
+                self.interp = tfl.Interpreter(model_path=model_path, num_threads=threads,
+                                              experimental_delegates=delegates or None)
+        except AgentFailure:
+            raise
+        except Exception as exc:  # the runtime raises ValueError/RuntimeError
+            raise AgentFailure("model_load", f"ai-edge-litert ({api}) could not load "
+                               f"{model_path}: {exc}", EXIT_ARTIFACT) from None
+
+    def _open_compiled(self, accelerator: str) -> None:
+        from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+
+        accel = {"cpu": HardwareAccelerator.CPU, "gpu": HardwareAccelerator.GPU,
+                 "npu": HardwareAccelerator.NPU}[accelerator]
+        self.cm = CompiledModel.from_file(self.model_path, hardware_accel=accel)
+
+    def bucket_for(self, tokens: int) -> int:
+        for b in self.buckets:
+            if b >= tokens:
+                return b
+        raise AgentFailure("usage", f"{tokens} tokens exceed the largest sequence bucket "
+                           f"{self.buckets[-1]} of this artifact", EXIT_USAGE)
+
+    def prepare(self, feeds: dict) -> _LiteRTFeeds:
+        if isinstance(feeds, _LiteRTFeeds):  # prepared before: this is the bucket that runs
+            self.last_bucket, self.last_tokens = feeds.bucket, feeds.tokens
+            return feeds
+        np = _numpy()
+        ids = np.asarray(feeds[self.input_name])
+        tokens = int(ids.shape[-1])
+        bucket = self.bucket_for(tokens)
+        x = np.full((ids.shape[0], bucket), self.pad_id, dtype=np.int32)
+        x[:, :tokens] = ids
+        out = _LiteRTFeeds({self.input_name: x})
+        out.bucket, out.tokens = bucket, tokens
+        key = f"seq_{bucket}"
+        if self.api == "compiled_model":
+            index = self.cm.get_signature_index(key)
+            inputs = self.cm.create_input_buffers(index)
+            inputs[0].write(x)
+            out.buffers = (index, inputs, self.cm.create_output_buffers(index))
+        elif key not in self._runners:
+            self._runners[key] = self.interp.get_signature_runner(key)
+        self.last_bucket, self.last_tokens = bucket, tokens
+        return out
+
+    def run(self, feeds: dict):
+        if not isinstance(feeds, _LiteRTFeeds):
+            feeds = self.prepare(feeds)
+        if feeds.buffers is not None:
+            index, inputs, outputs = feeds.buffers
+            self.cm.run_by_index(index, inputs, outputs)
+            n = int(_numpy().prod(self.cm.get_output_tensor_details(
+                f"seq_{feeds.bucket}")[self.output_names[0]]["shape"]))
+            return [outputs[0].read(n, _numpy().float32).reshape(1, -1)]
+        result = self._runners[f"seq_{feeds.bucket}"](**feeds)
+        return [result[name] for name in self.output_names]
+
+    def describe(self) -> dict:
+        info = {"api": self.api, "package": self.package, "seq_buckets": self.buckets}
+        if self.last_bucket is not None:
+            info["bucket"] = {"seq_len_tokens": self.last_bucket,
+                              "signature": f"seq_{self.last_bucket}",
+                              "requested_tokens": self.last_tokens,
+                              "padded_tokens": self.last_bucket - (self.last_tokens or 0)}
+        if self.api == "compiled_model":
+            info["accelerator"] = self.accelerator
+        if self.delegate:
+            info["delegate"] = self.delegate
+        return info
+
+    def op_placement(self) -> dict:
+        bucket = self.last_bucket or self.buckets[0]
+        ops = tflite_ops(self.model_path, f"seq_{bucket}")
+        total = len(ops) if ops is not None else None
+        if self.api == "compiled_model":
+            full = bool(self.cm.is_fully_accelerated())
+            if self.accelerator == "cpu":
+                return placement_record(None, "CompiledModel CPU (XNNPACK)", 0, total, 0, [],
+                                        "CPU accelerator requested: every op runs on the CPU")
+            return placement_record(self.accelerator, f"CompiledModel {self.accelerator}", None,
+                                    total, total if full else None, [] if full else None,
+                                    "fully accelerated" if full else
+                                    "not fully accelerated; ai-edge-litert does not name the "
+                                    "ops that fell back")
+        if not self.delegate:
+            return placement_record(None, None, 0, total, 0, [],
+                                    "no accelerator delegate: every op runs on the CPU "
+                                    "(XNNPACK and builtin kernels)")
+        names = [self.interp._get_op_details(i)["op_name"]  # noqa: SLF001 - only API there is
+                 for i in range(self.interp._interpreter.NumNodes())]
+        return placement_record(os.path.basename(self.delegate), self.delegate,
+                                sum(1 for n in names if n == "DELEGATE"), total, None, None,
+                                "delegated partitions counted in the first signature's graph; "
+                                "the Interpreter API does not say which ops each holds")
+
+
+def _numpy():
+    import numpy
+
+    return numpy
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001 - metadata may be missing on a device
+        return None
+
+
+def tflite_ops(model_path: str, signature: str) -> list[str] | None:
+    """Builtin op names of one signature's graph, read from the flatbuffer with the
+    schema ai-edge-litert ships (None when it is not there)."""
+    try:
+        from ai_edge_litert import schema_py_generated as fb
+    except ImportError:
+        return None
+    with open(model_path, "rb") as f:
+        model = fb.Model.GetRootAsModel(f.read(), 0)
+    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    for i in range(model.SignatureDefsLength()):
+        sig = model.SignatureDefs(i)
+        if sig.SignatureKey().decode() != signature:
+            continue
+        sg = model.Subgraphs(sig.SubgraphIndex())
+        out = []
+        for j in range(sg.OperatorsLength()):
+            code = model.OperatorCodes(sg.Operators(j).OpcodeIndex())
+            out.append(names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM"))
+        return out
+    return None
+
+
+#: artifact format -> the adapter that runs it
+ADAPTERS = {"onnx": OnnxRuntimeAdapter, "tflite": LiteRTAdapter}
+
+
+def open_runtime(manifest: dict, model_path: str, args: argparse.Namespace):
+    """The adapter for the artifact's format, with the runtime options given."""
+    fmt = manifest["format"]
+    if fmt not in ADAPTERS:
+        raise AgentFailure("usage", f"format {fmt!r} has no runtime adapter in this agent "
+                           f"(supported: {', '.join(sorted(ADAPTERS))})", EXIT_USAGE)
+    if fmt == "tflite":
+        options = dict(o.split("=", 1) for o in args.delegate_option)
+        return LiteRTAdapter(model_path, args.threads, manifest, api=args.runtime_api,
+                             delegate=args.delegate, delegate_options=options,
+                             accelerator=args.accelerator)
+    return OnnxRuntimeAdapter(model_path, args.threads)
 
 
 #: calls of each path timed to record what the binding saves (few: a slow device pays each)
@@ -724,6 +975,7 @@ def bound_calls(np, runtime, pool: list[dict]) -> tuple[list, dict]:
     mid = BINDING_PROBE_CALLS // 2
     return calls, {"io_binding": True, "plain_call_median_ns": plain[mid],
                    "bound_call_median_ns": bound[mid]}
+
 
 
 def check_parity(np, runtime, manifest: dict, artifact_dir: str) -> dict:
@@ -811,21 +1063,21 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     import numpy as np
 
     manifest = load_manifest(args.artifact_dir)
-    if manifest["format"] != "onnx":
-        raise AgentFailure("usage", f"format {manifest['format']!r} has no runtime adapter in "
-                           "this agent (supported: onnx)", EXIT_USAGE)
     stop_rule = parse_stop_rule(args.stop_rule) if args.stop_rule else None
     model_path = os.path.join(args.artifact_dir, manifest["entrypoint"])
     pool = input_pool(np, manifest, args.seq_len_tokens, args.seed, args.input_pool_size)
 
     t0 = time.perf_counter_ns()
-    runtime = OnnxRuntimeAdapter(model_path, args.threads)
+    runtime = open_runtime(manifest, model_path, args)
+    pool = [runtime.prepare(f) for f in pool]  # padding to a bucket is set-up, not inference
     t1 = time.perf_counter_ns()
     runtime.run(pool[0])
     t2 = time.perf_counter_ns()
     cold = {"session_create_ms": (t1 - t0) / 1e6, "first_inference_ms": (t2 - t1) / 1e6}
 
     parity = check_parity(np, runtime, manifest, args.artifact_dir)
+    # padding to a bucket is set-up, not inference (parity ran other buckets)
+    pool = [runtime.prepare(f) for f in pool]
     calls, call_info = bound_calls(np, runtime, pool)
 
     warm = []
@@ -851,7 +1103,9 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "ab": ab,
         "ok": True,
         "agent_version": AGENT_VERSION,
-        "runtime": {"name": runtime.name, "version": runtime.version, **call_info},
+        "runtime": {"name": runtime.name, "version": runtime.version, **runtime.describe(),
+                    **call_info},
+        "op_placement": runtime.op_placement(),
         "latency_samples_ns": timed["samples"],
         "warmup_samples_ns": warm,
         "cold_start": cold,
@@ -897,13 +1151,14 @@ def load_ab_arm(np, args: argparse.Namespace, manifest: dict) -> dict:
         raise AgentFailure("usage", f"--ab-artifact-dir holds a {base_manifest['format']!r} "
                            f"artifact, the candidate a {manifest['format']!r} one: an A/B "
                            "run compares one format", EXIT_USAGE)
-    runtime = OnnxRuntimeAdapter(os.path.join(args.ab_artifact_dir,
-                                              base_manifest["entrypoint"]), args.threads)
-    pool = input_pool(np, base_manifest, args.seq_len_tokens, args.seed, args.input_pool_size)
+    runtime = open_runtime(base_manifest, os.path.join(args.ab_artifact_dir,
+                                                       base_manifest["entrypoint"]), args)
+    pool = [runtime.prepare(f) for f in
+            input_pool(np, base_manifest, args.seq_len_tokens, args.seed, args.input_pool_size)]
     runtime.run(pool[0])
     calls, info = bound_calls(np, runtime, pool)
     return {"calls": calls, "runtime": {"name": runtime.name, "version": runtime.version,
-                                        **info},
+                                        **runtime.describe(), **info},
             "baseline_parity": check_parity(np, runtime, base_manifest, args.ab_artifact_dir),
             "baseline_model": base_manifest.get("model"),
             "baseline_variant": base_manifest.get("variant")}
@@ -1045,6 +1300,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="interleaved A/B: the baseline artifact, timed alternately with "
                         "--artifact-dir (the candidate) in one session")
     p.add_argument("--sampler", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--runtime-api", choices=("interpreter", "compiled_model"),
+                   default="interpreter", help="LiteRT API (tflite artifacts)")
+    p.add_argument("--delegate", default=None, help="LiteRT external delegate library path")
+    p.add_argument("--delegate-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="option passed to the external delegate (repeatable)")
+    p.add_argument("--accelerator", choices=("cpu", "gpu", "npu"), default="cpu",
+                   help="CompiledModel hardware accelerator")
     p.add_argument("--watchdog-stdin", action="store_true",
                    help="exit when stdin reaches EOF or the parent changes (the harness is "
                         f"gone); checked at least every {WATCHDOG_PERIOD_S:g} s")

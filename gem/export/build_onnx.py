@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from gem.config import DOMAINS, GemConfig, get_config
-from gem.data import Sample, generate_dataset, split
+from gem.config import DOMAINS, GemConfig
+from gem.data import Sample
 from gem.errors import BuildError
 from gem.export import BuildProgress
+from gem.export.common import model_fields, train_fields, train_model
 from gem.export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx, make_session, run_session
 from gem.manifest import MANIFEST_VERSION
 from gem.quantization import HYBRID_V1, quantize_onnx, summarize_quantized
@@ -42,7 +43,6 @@ from gem.tokenizer import BOS_ID, encode_batch
 TORCH_PARITY_ATOL = 1e-4  # fp32 ONNX vs torch, checked at build time
 ATOL_FLOOR = {"fp32": 1e-4, "int8": 1e-2}
 REF_FILE = "reference.json"
-DATASET_PER_DOMAIN = 64
 
 
 # Reference inputs must sit away from GEM's discrete routing decisions (DTR
@@ -185,25 +185,14 @@ def build_onnx_artifact(
     import torch
 
     from gem.artifacts import describe_files, files_digest, timestamp, write_json, write_manifest
-    from gem.model import build_model
-    from gem.train import TrainOptions, accuracy, train
 
     report: BuildProgress = progress or (lambda stage, done, total: None)
     t0 = time.perf_counter()
-    cfg = get_config(model)
-    torch.manual_seed(seed)
-    net = build_model(cfg, seed=seed)
-    data = generate_dataset(n_per_domain=DATASET_PER_DOMAIN, seed=seed)
-    train_set, holdout = split(data)
-    opts = TrainOptions(
-        steps=train_steps, seed=seed, lr=cfg.train_lr, batch_size=cfg.train_batch_size
-    )
-    report("train", 0, train_steps)
-    trained = train(net, train_set, opts, on_step=lambda done, total: report("train", done, total))
-    train_acc, holdout_acc = accuracy(net, train_set), accuracy(net, holdout)
+    trained = train_model(model, seed, train_steps, report)
+    cfg, net, data, holdout = trained.cfg, trained.net, trained.data, trained.holdout
 
     example, _ = encode_batch([s.text for s in holdout[:2]], max_len=24, pad_to=24)
-    holdout_ids, _ = encode_batch([s.text for s in holdout], max_len=cfg.max_len_tokens)
+    holdout_ids = trained.holdout_ids()
 
     work = out / ".work"
     report("export to ONNX", 0, None)
@@ -279,7 +268,6 @@ def build_onnx_artifact(
     )
     files = describe_files(out, names)
     (ref_entry,) = describe_files(out, [REF_FILE])
-    counts = net.param_counts()
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "model": model,
@@ -307,22 +295,7 @@ def build_onnx_artifact(
                 "rule": "max(floor, 10 x max|threads=1,optimized - threads=2,unoptimized|)",
             },
         },
-        "params_total": counts["total"],
-        "params_active_per_token": cfg.param_counts()["active_per_token"],
-        "params_by_group": {k: v for k, v in counts.items() if k != "total"},
-        "num_classes": cfg.num_classes,
-        "classes": list(cfg.domains),
-        "max_len_tokens": cfg.max_len_tokens,
-        "vocab_size": cfg.vocab_size,
-        "pad_id": cfg.pad_id,
-        "bos_id": BOS_ID,
-        "routing": {
-            "num_experts": cfg.num_experts,
-            "experts_per_domain": cfg.experts_per_domain,
-            "top_k": cfg.top_k,
-            "dtr_capacity": cfg.dtr_capacity,
-            "dtr_threshold": cfg.dtr_threshold,
-        },
+        **model_fields(trained),
         "quantization": quant,
         "build": {
             "seed": seed,
@@ -333,9 +306,7 @@ def build_onnx_artifact(
             "onnxruntime": ort.__version__,
             "python": platform.python_version(),
             "cache_key": cache_key,
-            "train_accuracy": train_acc,
-            "holdout_accuracy": holdout_acc,
-            "train_seconds": round(trained.seconds, 3),
+            **train_fields(trained),
             "export_seconds": round(info.seconds, 3),
             "build_seconds": round(time.perf_counter() - t0, 3),
             "torch_vs_onnx_max_abs_diff": torch_diff,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.cli import ExitCode
-from harness.plan import add_argparse_options
+from harness.plan import OPTION_BY_FLAG, add_argparse_options
 from harness.profiles import VARIANTS
 
 #: which overall verdict maps to which exit code
@@ -16,11 +16,20 @@ VERDICT_EXIT = {"pass": ExitCode.PASS, "fail": ExitCode.FAIL}
 
 
 def add_build_parser(sub: argparse._SubParsersAction) -> None:
-    b = sub.add_parser("build", help="build (or fetch from cache) a GEM artifact")
-    b.add_argument("--model", default="tiny")
-    b.add_argument("--variant", default="int8", choices=VARIANTS)
-    b.add_argument("--format", default="onnx")
-    add_argparse_options(b, ["--artifact-cache"])
+    b = sub.add_parser("build", help="build (or fetch from cache) a GEM artifact",
+                       description="Build (or fetch from the cache) one artifact and print "
+                                   "its folder. With --device, build what that profile runs "
+                                   "(its model, variant and format; the flags override them) "
+                                   "without touching the device.")
+    b.add_argument("--device", default=None, metavar="NAME",
+                   help="build the artifact this device profile runs, without running it")
+    b.add_argument("--model", default=None, help="GEM config (default: the device's "
+                   "[run] model, else tiny)")
+    b.add_argument("--variant", default=None, choices=VARIANTS,
+                   help="default: the device's [run] variant, else int8")
+    b.add_argument("--format", default=None, help="artifact format: onnx or tflite (default: "
+                   "the device runtime's format, else onnx)")
+    add_argparse_options(b, ["--targets-dir", "--artifact-cache"])
     b.set_defaults(func=cmd_build)
 
 
@@ -29,6 +38,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     add_argparse_options(r, ["--device", "--targets-dir", "--report-dir", "--budget",
                              "--gem-model", "--gem-variant", "--ab-variant",
                              "--artifact-cache", "--accept-new-host-key"])
+    # the shared --gem-format (pytest's name), also spelt --format like build's
+    r.add_argument("--gem-format", "--format", **OPTION_BY_FLAG["--gem-format"].kwargs())
     r.add_argument("--json", action="store_true", help="print the result record as JSON")
     r.set_defaults(func=cmd_bench)
 
@@ -36,10 +47,21 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from harness.artifacts import build_artifact
 
-    art = build_artifact(args.model, args.variant, args.format,
-                         Path(args.artifact_cache) if args.artifact_cache else None)
-    print(json.dumps({"folder": str(art.folder), "sha256": art.sha256,
-                      "files": art.files}, indent=1))
+    cache = Path(args.artifact_cache) if args.artifact_cache else None
+    model, variant, fmt = args.model or "tiny", args.variant or "int8", args.format or "onnx"
+    device = None
+    if args.device:
+        from harness.plan import make_plan
+
+        plan = make_plan({"device": args.device, "targets_dir": args.targets_dir,
+                          "gem_model": args.model, "gem_variant": args.variant,
+                          "gem_format": args.format})
+        model, variant, fmt, device = plan.model, plan.variant, plan.fmt, plan.profile.name
+    art = build_artifact(model, variant, fmt, cache)
+    m = art.manifest
+    print(json.dumps({"folder": str(art.folder), "device": device, "model": m["model"],
+                      "variant": m["variant"], "format": m["format"], "sha256": art.sha256,
+                      "seq_buckets": m.get("seq_buckets"), "files": art.files}, indent=1))
     return ExitCode.PASS
 
 

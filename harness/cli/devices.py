@@ -34,7 +34,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print(f"gem-hil: error: unknown device(s) {', '.join(unknown)}; available: "
               f"{', '.join(paths)}", file=sys.stderr)
         return ExitCode.ERROR
-    rows = [("name", "transport", "platform", "runtime", "model", "state")]
+    rows = [("name", "transport", "platform", "runtime", "format", "model", "state")]
     problems: list[str] = []
     for name in args.names or list(paths):
         state, row = _describe(name, paths[name], targets, args)
@@ -58,12 +58,14 @@ def _describe(name: str, path: Path, targets: Path | None, args: argparse.Namesp
     try:
         p = load_profile(name, targets)
     except HarnessError as exc:
-        return f"INVALID: {exc}", (name, "?", "?", "?", "?", "INVALID")
+        return f"INVALID: {exc}", (name, "?", "?", "?", "?", "?", "INVALID")
     state, problem = "valid", ""
     if args.check:
         problem = check_reachable(p, args.accept_new_host_key)
         state = "reachable" if not problem else "UNREACHABLE"
-    return problem, (p.name, p.transport, p.platform, p.runtime,
+    from harness.artifacts import format_for_runtime
+
+    return problem, (p.name, p.transport, p.platform, p.runtime, format_for_runtime(p.runtime),
                      f"{p.run.model}-{p.run.variant}", state)
 
 

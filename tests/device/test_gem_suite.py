@@ -81,6 +81,27 @@ def test_environment_fingerprint_describes_the_device(gem_record, gem_profile):
     assert env["threads"] == gem_profile.run.threads
 
 
+def test_record_names_format_runtime_and_op_placement(gem_record, gem_artifact):
+    """The record says which artifact format ran, in which runtime, and where."""
+    from harness.artifacts import format_for_runtime
+
+    runtime = gem_record["environment"]["runtime"]
+    assert gem_record["artifact"]["format"] == gem_artifact.manifest["format"]
+    assert gem_record["artifact"]["format"] == format_for_runtime(runtime)
+    assert gem_record["device"]["runtime"] == runtime
+    placement = gem_record["op_placement"]
+    assert placement is not None, "the agent must report where the work ran"
+    if placement["accelerator"] is None:  # CPU only: everything ran there, nothing fell back
+        assert placement["ops_accelerator"] == 0 and placement["cpu_fallback_ops"] == 0
+    buckets = gem_artifact.manifest.get("seq_buckets")
+    if buckets:  # a fixed-shape file: the record names the bucket that ran
+        bucket = gem_record["environment"]["runtime_detail"]["bucket"]
+        asked = gem_record["benchmark"]["seq_len_tokens"]
+        assert bucket["seq_len_tokens"] == min(b for b in buckets if b >= asked)
+        assert bucket["requested_tokens"] == asked
+        assert placement["ops_total"] > 0
+
+
 def test_repush_of_unchanged_artifact_is_skipped(gem_record, gem_device, gem_artifact):
     """The device already holds the artifact: a push is one hash check."""
     remote_dir = posixpath.join(gem_device.profile.run.workdir, "artifacts",

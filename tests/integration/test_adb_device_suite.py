@@ -37,3 +37,24 @@ def test_gem_suite_passes_on_emulated_pixel6(adb_peer, adb_key, tmp_path):
         assert schema_errors(rec) == []
         assert rec["device"]["name"] == "pixel6-emulated" and rec["device"]["transport"] == "adb"
     assert any(s.startswith("sync:") for s in adb_peer.stats.services)
+
+
+def test_litert_artifact_runs_on_emulated_pixel6(adb_peer, adb_key, tmp_path):
+    """The LiteRT path end to end over ADB: the .tflite pushed through the sync
+    service, run by the agent's litert adapter, compared with the host's references."""
+    pytest.importorskip("litert_torch", reason="the LiteRT path needs the litert extra")
+    targets = make_targets_dir(tmp_path / "targets", adb_peer, adb_key)
+    argv = [sys.executable, "-m", "pytest", "tests/device", "-q", "-p", "no:cacheprovider",
+            "--device=pixel6-emulated", f"--targets-dir={targets}", "--gem-format", "tflite",
+            "--report-dir", str(tmp_path / "reports")]
+    res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=1500,
+                         stdin=subprocess.DEVNULL, env=dict(os.environ))
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "reports").rglob("*.json")]
+    assert schema_errors(rec) == []
+    assert rec["artifact"]["format"] == "tflite" and rec["environment"]["runtime"] == "litert"
+    assert rec["device"]["transport"] == "adb" and rec["device"]["emulated"] is True
+    # pixel6-emulated asks for 32 tokens: exactly the seq_32 signature, unpadded
+    assert rec["environment"]["runtime_detail"]["bucket"]["signature"] == "seq_32"
+    assert rec["parity"]["passed"]
+    assert rec["op_placement"]["cpu_fallback_ops"] == 0

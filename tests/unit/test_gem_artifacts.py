@@ -192,8 +192,9 @@ def test_cache_key_tracks_inputs() -> None:
         artifact_key("nope")
     with pytest.raises(ValueError, match="fp32, int8"):
         artifact_key("tiny", "int4")
-    with pytest.raises(ValueError, match="onnx"):
-        artifact_key("tiny", "int8", fmt="tflite")
+    with pytest.raises(ValueError, match="available: onnx, tflite"):
+        artifact_key("tiny", "int8", fmt="coreml")
+    assert artifact_key("tiny", "int8", fmt="tflite") != base
 
 
 def test_cache_key_changes_when_gem_source_changes(monkeypatch: pytest.MonkeyPatch) -> None:

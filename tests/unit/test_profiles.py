@@ -67,7 +67,7 @@ def test_coreml_runtime_has_no_implementation(tmp_path: Path) -> None:
         parse_profile(path)
     assert str(exc.value).startswith(f"{path}: runtime = 'coreml': no implementation of "
                                      "runtime 'coreml'")
-    assert "known runtimes: onnxruntime" in str(exc.value)
+    assert "known runtimes: litert, onnxruntime" in str(exc.value)
 
 
 def test_unknown_device_lists_names():

@@ -153,12 +153,12 @@ def test_no_name_lists_to_keep_in_step() -> None:
 def test_adding_a_runtime_is_one_registration(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "b.toml"
-    path.write_text('name = "b"\ntransport = "local"\nplatform = "linux"\nruntime = "litert"\n')
-    with pytest.raises(ConfigError, match="runtime = 'litert': no implementation"):
+    path.write_text('name = "b"\ntransport = "local"\nplatform = "linux"\nruntime = "rknn"\n')
+    with pytest.raises(ConfigError, match="runtime = 'rknn': no implementation"):
         parse_profile(path)
-    litert = Plugin("runtime", "litert", "LiteRT", options={"artifact_format": "tflite"})
-    monkeypatch.setitem(registry._plugins["runtime"], "litert", litert)
-    assert parse_profile(path).runtime == "litert"
+    rknn = Plugin("runtime", "rknn", "RKNN", options={"artifact_format": "rknn"})
+    monkeypatch.setitem(registry._plugins["runtime"], "rknn", rknn)
+    assert parse_profile(path).runtime == "rknn"
 
 
 def test_registering_twice_or_an_unknown_kind_is_refused() -> None:
