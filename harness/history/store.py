@@ -255,9 +255,10 @@ class HistoryStore:
         values: dict[str, Any] = {"last_run_utc": when, "last_verdict": verdict}
         if campaign_id:
             values["last_campaign_id"] = campaign_id
-        res = s.execute(update(Device).where(Device.name == device).values(**values))
-        if res.rowcount == 0:
-            s.add(Device(name=device, health="unknown", health_failures=0, **values))
+        # insert-if-absent first, in one statement: two farm processes writing a new
+        # device's first records at once must not fail either record's transaction
+        s.execute(_insert_ignore(s, Device, name=device, health="unknown", health_failures=0))
+        s.execute(update(Device).where(Device.name == device).values(**values))
 
     def failures(self, campaign_id: str | None = None, device: str | None = None
                  ) -> list[Failure]:
@@ -365,6 +366,15 @@ class HistoryStore:
             with contextlib.suppress(IntegrityError), self.transaction() as s:
                 if s.get(Device, name) is None:
                     s.add(Device(name=name, health="unknown", health_failures=0))
+
+
+def _insert_ignore(s: Session, table: Any, **values: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (SQLite, PostgreSQL)."""
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).values(**values).on_conflict_do_nothing()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

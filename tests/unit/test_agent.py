@@ -83,7 +83,8 @@ def test_sysfs_sampling_during_the_window(tmp_path, fixture_artifact):
     probe = tmp_path / "power1_input"
     probe.write_text("1234567\n")
     rc, rec, err = run_agent(tmp_path, "--artifact-dir", str(fixture_artifact.folder),
-                             "--min-count", "5", "--min-duration-s", "0.2",
+                             "--min-count", "5", "--min-duration-s", "0.3",
+                             "--max-count", "100000000",
                              "--sample-path", str(probe), "--sample-interval-ms", "20")
     assert rc == 0, err
     samples = rec["sysfs_samples"][str(probe)]
