@@ -175,3 +175,20 @@ def test_old_adbd_without_shell_v2_falls_back_to_legacy(adb_key, tmp_path):
         t.close()
     finally:
         peer.stop()
+
+
+def test_pull_that_arrives_corrupted_is_refused(adb, adb_peer, tmp_path):
+    """The peer flips one byte of the file on the wire: the pull must compare the
+    device's sha256 with what arrived, fail naming both, and keep nothing."""
+    src = tmp_path / "result.json"
+    src.write_bytes(os.urandom(200_000))
+    adb.push(src, "/data/local/tmp/gem-hil/p/result.json")
+    adb_peer.corrupt_next_pull = True
+    back = tmp_path / "back"
+    with pytest.raises(TransportError, match="arrived corrupted") as exc:
+        adb.pull("/data/local/tmp/gem-hil/p/result.json", back)
+    assert not adb_peer.corrupt_next_pull  # the fault really was on this pull's wire
+    assert adb.remote_sha256("/data/local/tmp/gem-hil/p/result.json") in str(exc.value)
+    assert list(back.iterdir()) == []  # no file and no .part left behind
+    good = adb.pull("/data/local/tmp/gem-hil/p/result.json", back)  # the next one is intact
+    assert good.read_bytes() == src.read_bytes()

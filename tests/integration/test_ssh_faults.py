@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import AuthError, CommandTimeout, ConnectError, HostKeyError, TransferError
+from harness.transports.base import sha256_file
 from harness.transports.ssh import SshTransport
 from tests.support.sshd_board import SshdBoard, fingerprint_of_pub, write_ed25519_key
 
@@ -269,3 +270,31 @@ def test_pull_of_a_path_with_dotdot_lands_inside_the_folder(ssh: SshTransport,
     assert got == (out / "evil.txt").resolve() and got.read_text() == "payload"
     assert not (tmp_path / "evil.txt.part").exists()
     assert sorted(os.listdir(out)) == ["evil.txt"]
+
+
+def test_pull_that_arrives_corrupted_is_refused(ssh: SshTransport, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real sshd serves the file; one byte changes between the device and the
+    local disk (SSH's MAC guards the wire, not the file being rewritten while it
+    is read or a failing disk here). The pull compares the device's sha256 with
+    the bytes that landed and keeps nothing."""
+    src = tmp_path / "result.bin"
+    src.write_bytes(os.urandom(300_000))
+    remote = "gem-hil-test/pull-corrupt/result.bin"
+    ssh.push(src, remote)
+    real = SshTransport._download
+
+    def flip(self, remote_path, local_tmp):
+        real(self, remote_path, local_tmp)
+        data = bytearray(local_tmp.read_bytes())
+        data[1234] ^= 0x01
+        local_tmp.write_bytes(bytes(data))
+
+    monkeypatch.setattr(SshTransport, "_download", flip)
+    out = tmp_path / "pulled"
+    with pytest.raises(TransferError, match="arrived corrupted") as exc:
+        ssh.pull(remote, out)
+    assert sha256_file(src) in str(exc.value)  # the device's hash, named
+    assert list(out.iterdir()) == []
+    monkeypatch.setattr(SshTransport, "_download", real)
+    assert ssh.pull(remote, out).read_bytes() == src.read_bytes()
