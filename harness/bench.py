@@ -317,6 +317,12 @@ class DeviceSession:
         measurements = record_measurements(record)
         budgets = dict(p.budgets_for(artifact.manifest["model"], artifact.manifest["variant"]))
         sources = {k: "profile" for k in budgets}
+        atol = (out["parity"] or {}).get("atol")
+        if "parity_max_abs_diff" not in budgets and atol is not None:
+            # the artifact's own tolerance gates parity when the profile sets none:
+            # outputs the reference disowns are a failed run, whatever the budgets
+            budgets["parity_max_abs_diff"] = float(atol)
+            sources["parity_max_abs_diff"] = "artifact"
         for k, v in budget_overrides.items():
             budgets[k] = v
             sources[k] = "cli"

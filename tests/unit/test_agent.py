@@ -95,3 +95,43 @@ def test_seq_len_beyond_model_is_refused(tmp_path, fixture_artifact):
     rc, rec, _ = run_agent(tmp_path, "--artifact-dir", str(fixture_artifact.folder),
                            "--seq-len-tokens", "100000")
     assert rc == 2 and "max_len_tokens" in rec["error"]["message"]
+
+
+@pytest.mark.parametrize("how", ["offset", "flip"])
+def test_parity_fails_against_a_perturbed_reference(tmp_path, fixture_artifact, how):
+    """The check really compares: a reference that no longer matches the model
+    gives the measured difference and agreement, and passed is False."""
+    from tests.support.onnx_artifact import perturb_reference
+
+    art = tmp_path / "art"
+    expect = perturb_reference(fixture_artifact.folder, art, how)
+    rc, rec, err = run_agent(tmp_path, "--artifact-dir", str(art), "--min-count", "5",
+                             "--min-duration-s", "0", "--warmup-count", "1")
+    assert rc == 0, err
+    par = rec["parity"]
+    assert par["passed"] is False
+    assert par["n_reference"] == expect["n_reference"]
+    assert par["top1_agreement"] == pytest.approx(expect["top1_agreement"])
+    assert par["max_abs_diff"] == pytest.approx(expect["max_abs_diff"], abs=1e-4)
+    assert par["max_abs_diff"] > par["atol"]
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda ref: ref["outputs"][2].update(logits=[[float("nan")] * 4]), "NaN/inf"),
+    (lambda ref: ref["outputs"][0].update(probs=ref["outputs"][0].pop("logits")),
+     "outputs ['probs'] != the model's ['logits']"),
+    (lambda ref: ref["outputs"].pop(), "of equal length"),
+])
+def test_parity_fails_closed_on_a_reference_it_cannot_compare(tmp_path, fixture_artifact,
+                                                              change, says):
+    """NaN (which max() would silently drop), a renamed output or a missing row is
+    a parity error, never a skipped comparison."""
+    shutil.copytree(fixture_artifact.folder, tmp_path / "art")
+    ref_path = tmp_path / "art" / "reference.json"
+    ref = json.loads(ref_path.read_text())
+    change(ref)
+    ref_path.write_text(json.dumps(ref))
+    rc, rec, _ = run_agent(tmp_path, "--artifact-dir", str(tmp_path / "art"),
+                           "--min-count", "5", "--min-duration-s", "0")
+    assert rc == 4 and rec["ok"] is False
+    assert rec["error"]["kind"] in ("parity", "artifact") and says in rec["error"]["message"]
