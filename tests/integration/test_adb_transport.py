@@ -76,13 +76,20 @@ def test_env_and_cwd(adb):
 
 
 def test_command_timeout_kills_the_command(adb, adb_peer):
+    import secrets
+
+    # a sleep length only this test uses: the check sees our process, not the host's
+    secs = f"30.{secrets.randbelow(10**6):06d}"
     t0 = time.monotonic()
     with pytest.raises(CommandTimeout, match="did not finish in 1 s"):
-        adb.run(["sh", "-c", "sleep 30; echo late"], timeout_s=1)
+        adb.run(["sh", "-c", f"sleep {secs}; echo late"], timeout_s=1)
     assert time.monotonic() - t0 < 8
     assert adb_peer.stats.device_clse_answers >= 1  # the device answered our CLSE
-    time.sleep(0.3)
-    assert adb.run(["pgrep", "-f", "[s]leep 30"]).rc == 1  # killed, not orphaned
+    pattern = f"[s]leep {secs}"
+    deadline = time.monotonic() + 3.0  # a killed process needs a moment to leave
+    while (left := adb.run(["pgrep", "-f", pattern])).rc == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left.rc == 1, left.stdout  # killed, not orphaned
     assert adb.run(["echo", "still usable"]).stdout == "still usable\n"
 
 
