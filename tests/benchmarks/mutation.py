@@ -56,7 +56,7 @@ TARGETS: tuple[Target, ...] = (
     Target("budgets", "harness/budgets.py",
            ("check_budget_table", "parse_budget_override", "decide", "evaluate", "overall",
             "record_measurements", "_ci"),
-           ("tests/unit/test_budgets.py",)),
+           ("tests/unit/test_budgets.py", "tests/unit/test_gate_cli.py")),
     Target("stats", "harness/stats.py", (), ("tests/unit/test_stats_ci.py",)),
     Target("regression", "harness/regression.py", (),
            ("tests/unit/test_regression_compare.py",)),
@@ -97,6 +97,23 @@ def function_lines(path: Path, names: tuple[str, ...]) -> list[tuple[int, int]]:
     return sorted(found[n] for n in names)
 
 
+def annotation_spans(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) positions of every annotation: with ``from __future__ import
+    annotations`` they are never evaluated, so a mutant there is equivalent."""
+    tree = ast.parse(path.read_text())
+    spans = []
+    for node in ast.walk(tree):
+        notes = []
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            notes.append(node.annotation)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
+            notes.append(node.returns)
+        for a in notes:
+            spans.append(((a.lineno, a.col_offset),
+                          (a.end_lineno or a.lineno, a.end_col_offset or 0)))
+    return spans
+
+
 def copy_tree(dest: Path) -> None:
     names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
                            capture_output=True, check=True).stdout.decode().split("\0")
@@ -130,11 +147,20 @@ def run_target(t: Target, work: Path, count_only: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
     cr = [str(Path(sys.executable).parent / "cosmic-ray")]
     subprocess.run([*cr, "init", str(cfg), str(session)], cwd=copy, env=env, check=True)
+    notes = annotation_spans(copy / t.module)
     with use_db(str(session), WorkDB.Mode.open) as db:
-        skip = [w.job_id for w in db.work_items
-                if not any(a <= m.start_pos[0] <= b for m in w.mutations for a, b in ranges)]
-        db.set_multiple_results(skip, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
-                                                 output="outside the target's functions"))
+        outside, in_notes = [], []
+        for w in db.work_items:
+            m = w.mutations[0]
+            if not any(a <= m.start_pos[0] <= b for a, b in ranges):
+                outside.append(w.job_id)
+            elif any(lo <= tuple(m.start_pos) < hi for lo, hi in notes):
+                in_notes.append(w.job_id)
+        db.set_multiple_results(outside, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
+                                                    output="outside the target's functions"))
+        db.set_multiple_results(in_notes, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
+                                                     output="in a type annotation (equivalent)"))
+        skip = outside + in_notes
         n_jobs = db.num_work_items - len(skip)
     if count_only:
         return {"target": t, "total": n_jobs, "killed": 0, "survivors": [], "incompetent": 0,
@@ -161,7 +187,8 @@ def run_target(t: Target, work: Path, count_only: bool = False) -> dict:
                 killed += 1
     total = killed + len(survivors)
     return {"target": t, "total": total, "killed": killed, "survivors": survivors,
-            "incompetent": incompetent, "seconds": took, "jobs": n_jobs}
+            "incompetent": incompetent, "seconds": took, "jobs": n_jobs,
+            "equivalent_annotations": len(in_notes)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,9 +93,14 @@ PLANTS: tuple[Plant, ...] = (
           (("    def _download(self, remote: str, local_tmp: Path) -> None:\n",
             "    def pull(self, remote: str, local_dir: Path) -> Path:\n"
             "        from harness.transports.base import safe_local_name\n\n"
-            "        Path(local_dir).mkdir(parents=True, exist_ok=True)\n"
             "        target = safe_local_name(Path(local_dir), remote)\n"
-            "        self._download(remote, target)\n"
+            "        Path(local_dir).mkdir(parents=True, exist_ok=True)\n"
+            "        part = target.with_name(target.name + '.part')\n"
+            "        try:\n"
+            "            self._download(remote, part)\n"
+            "        finally:\n"
+            "            if part.exists():\n"
+            "                os.replace(part, target)\n"
             "        return target\n\n"
             "    def _download(self, remote: str, local_tmp: Path) -> None:\n"),),
           ("tests/integration/test_ssh_faults.py",)),
@@ -145,7 +150,7 @@ def run_tests(copy: Path, tests: tuple[str, ...], hide_scipy: bool, log: Path) -
         fake = copy / ".no-scipy"
         (fake / "scipy").mkdir(parents=True, exist_ok=True)
         (fake / "scipy" / "__init__.py").write_text(
-            "raise ImportError('scipy hidden by plant_bugs.py')\n")
+            "raise ModuleNotFoundError('scipy hidden by plant_bugs.py', name='scipy')\n")
         path.insert(0, str(fake))
         env["GEM_HIL_REQUIRE"] = ""  # the scipy cross-check may skip here: that is the point
     env["PYTHONPATH"] = os.pathsep.join(path)
