@@ -40,6 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.support.worktree import copy_tree  # noqa: E402
+
 GOAL = 0.90
 
 
@@ -112,16 +116,6 @@ def annotation_spans(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]
             spans.append(((a.lineno, a.col_offset),
                           (a.end_lineno or a.lineno, a.end_col_offset or 0)))
     return spans
-
-
-def copy_tree(dest: Path) -> None:
-    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, names):
-        src = REPO / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
 
 
 def run_target(t: Target, work: Path, count_only: bool = False) -> dict:

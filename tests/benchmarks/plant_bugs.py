@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.support.worktree import copy_tree  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -116,17 +119,6 @@ PLANTS: tuple[Plant, ...] = (
             "    if True:\n        return None\n"),),
           ("tests/unit/test_gate_cli.py",)),
 )
-
-
-def copy_tree(dest: Path) -> None:
-    """The working tree as git sees it (tracked + untracked, minus ignored)."""
-    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, names):
-        src = REPO / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
 
 
 def apply(copy: Path, plant: Plant) -> str | None:
