@@ -110,7 +110,7 @@ class Transport(ABC):
 
     @abstractmethod
     def remote_sha256(self, remote: str) -> str | None:
-        """sha256 of a file on the device, or None when it does not exist."""
+        """sha256 of a file on the device (lower-case hex), or None when it does not exist."""
 
     @abstractmethod
     def _upload(self, local: Path, remote_tmp: str) -> str | None:
@@ -150,7 +150,7 @@ class Transport(ABC):
         try:
             self._download(remote, tmp)
             got = sha256_file(tmp)
-            if got != want.lower():
+            if got != want:
                 raise TransferError(f"{self.device_name}: pulling {remote!r}: it arrived "
                                     f"corrupted (sha256 here {got} != on the device {want}); "
                                     "nothing was kept, pull again")

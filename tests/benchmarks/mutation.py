@@ -68,7 +68,7 @@ TARGETS: tuple[Target, ...] = (
     Target("transfer-verification", "harness/transports/base.py",
            ("safe_local_name", "Transport.pull", "Transport.push", "Transport._commit",
             "parse_sha256sum"),
-           ("tests/unit/test_local_transport.py",)),
+           ("tests/unit/test_transfer_verification.py", "tests/unit/test_local_transport.py")),
     Target("ssh-host-keys", "harness/transports/ssh.py",
            ("fingerprint", "known_hosts_name", "KnownHostsPolicy.missing_host_key",
             "load_private_key", "_parse_stream_answer", "_final_name"),

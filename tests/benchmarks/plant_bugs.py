@@ -88,7 +88,7 @@ PLANTS: tuple[Plant, ...] = (
     Plant("adb-pull-never-compares",
           "a pull (ADB's path) that never compares the device's hash with what arrived",
           "harness/transports/base.py",
-          (("            if got != want.lower():\n", "            if False:\n"),),
+          (("            if got != want:\n", "            if False:\n"),),
           ("tests/integration/test_adb_transport.py",)),
     Plant("ssh-pull-without-check",
           "SSH pull with no hash check at all (download straight to the target)",
