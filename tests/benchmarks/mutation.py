@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{t.name}: {r['killed']}/{r['total']} killed ({score:.1%}, goal >= "
                   f"{GOAL:.0%}) {'PASS' if score >= GOAL else 'FAIL'} in {r['seconds']:.0f} s",
                   flush=True)
+            print_survivors([r])  # now, so a long run stopped later still told something
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.count:
@@ -236,14 +237,18 @@ def main(argv: list[str] | None = None) -> int:
         if r["incompetent"]:
             print(f"({r['target'].name}: {r['incompetent']} mutant(s) did not even import: "
                   "not counted)")
-    print("\nsurviving mutants:")
+    return 0 if ok else 1
+
+
+def print_survivors(results: list[dict]) -> None:
     for r in results:
+        print(f"surviving mutants of {r['target'].name}:" if r["survivors"] else
+              f"no surviving mutants in {r['target'].name}", flush=True)
         for where, op, diff in r["survivors"]:
             print(f"--- {where} {op}")
             body = [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in
                     ("+++", "---")]
-            print("\n".join("    " + ln for ln in body))
-    return 0 if ok else 1
+            print("\n".join("    " + ln for ln in body), flush=True)
 
 
 if __name__ == "__main__":
