@@ -33,7 +33,8 @@ class MemoryDevice(Transport):
         self.commands: list[tuple[str, ...]] = []
         self.uploads: list[str] = []
         self.hashes_while_streaming = hashes_while_streaming
-        self.corrupt_upload = self.corrupt_download = False
+        self.corrupt_upload = False
+        self.corrupt_download: bytes | None = None  # the first byte a download gets instead
         self.fail_mv = False
         self.upload_makes_parent = False
 
@@ -62,7 +63,8 @@ class MemoryDevice(Transport):
 
     def _download(self, remote: str, local_tmp: Path) -> None:
         data = self.files[remote]
-        local_tmp.write_bytes(b"X" + data[1:] if self.corrupt_download else data)
+        local_tmp.write_bytes(self.corrupt_download + data[1:] if self.corrupt_download
+                              else data)
 
     def close(self) -> None:
         pass
@@ -82,7 +84,7 @@ def test_push_uploads_to_a_unique_temporary_name_and_renames_once_verified(src, 
     want = sha(src.read_bytes())
     assert (res.remote, res.sha256, res.size_bytes, res.skipped) == \
         ("w/a/model.onnx", want, src.stat().st_size, False)
-    assert res.duration_s >= 0
+    assert 0 <= res.duration_s < 0.5  # this call's own wall time, in seconds
     (tmp,) = dev.uploads
     assert re.fullmatch(rf"w/a/model\.onnx\.part-{want[:12]}-[0-9a-f]{{8}}", tmp), tmp
     assert dev.files == {"w/a/model.onnx": src.read_bytes()}  # the .part is gone
@@ -90,6 +92,7 @@ def test_push_uploads_to_a_unique_temporary_name_and_renames_once_verified(src, 
     assert ("mv", "-f", "--", tmp, "w/a/model.onnx") in dev.commands
     again = dev.push(src, "w/a/model.onnx")
     assert again.skipped and again.sha256 == want and len(dev.uploads) == 1
+    assert 0 <= again.duration_s < 0.5
 
 
 def test_a_second_upload_gets_another_temporary_name(src):
@@ -148,17 +151,47 @@ def test_pull_verifies_against_the_devices_hash(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["result.json"]
 
 
-def test_corrupted_pull_keeps_nothing_and_names_both_hashes(tmp_path):
+def _corruptions(data: bytes) -> list[bytes]:
+    """Two first bytes whose corrupted copies hash below and above the original:
+    a comparison that only looked one way would pass one of them."""
+    want = sha(data)
+    below = next(bytes([b]) for b in range(256) if sha(bytes([b]) + data[1:]) < want)
+    above = next(bytes([b]) for b in range(256) if sha(bytes([b]) + data[1:]) > want)
+    return [below, above]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["hash-below", "hash-above"])
+def test_corrupted_pull_keeps_nothing_and_names_both_hashes(tmp_path, which):
+    data = b'{"ok": true}'
     dev = MemoryDevice()
-    dev.files["w/result.json"] = b'{"ok": true}'
-    dev.corrupt_download = True
+    dev.files["w/result.json"] = data
+    dev.corrupt_download = _corruptions(data)[which]
     with pytest.raises(TransferError) as exc:
         dev.pull("w/result.json", tmp_path / "out")
     msg = str(exc.value)
     assert msg.startswith("memdev: pulling 'w/result.json': it arrived corrupted")
-    got, want = sha(b'X"ok": true}'), sha(b'{"ok": true}')
+    got, want = sha(dev.corrupt_download + data[1:]), sha(data)
     assert f"(sha256 here {got} != on the device {want})" in msg
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_pull_makes_the_whole_local_folder(tmp_path):
+    dev = MemoryDevice()
+    dev.files["w/log.txt"] = b"hello"
+    assert dev.pull("w/log.txt", tmp_path / "a" / "b" / "c").read_bytes() == b"hello"
+
+
+@pytest.mark.parametrize("outside", ["a-outside", "z-outside"])  # sorts before / after
+def test_pull_refuses_a_local_name_that_is_a_symlink_out_of_the_folder(tmp_path, outside):
+    dest = tmp_path / "m-dest"
+    dest.mkdir()
+    (tmp_path / outside).mkdir()
+    (dest / "log.txt").symlink_to(tmp_path / outside / "log.txt")
+    dev = MemoryDevice()
+    dev.files["w/log.txt"] = b"hello"
+    with pytest.raises(TransferError, match="would land outside"):
+        dev.pull("w/log.txt", dest)
+    assert not (tmp_path / outside / "log.txt").exists()
 
 
 def test_pull_of_a_missing_file_says_so_and_downloads_nothing(tmp_path):
@@ -194,6 +227,8 @@ def test_parse_sha256sum_missing_file_is_none(err):
 
 
 def test_parse_sha256sum_other_failures_and_garbage_are_errors():
+    with pytest.raises(TransferError, match=r"failed \(rc=-9\)"):  # killed by a signal
+        parse_sha256sum("dev", "f", _res(-9, "ab" * 32 + "  f\n", ""))
     with pytest.raises(TransferError, match=r"^dev: sha256sum 'f' failed \(rc=127\): "
                                             r"sh: sha256sum: inaccessible; the device needs"):
         parse_sha256sum("dev", "f", _res(127, "", "sh: sha256sum: inaccessible\n"))
