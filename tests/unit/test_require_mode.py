@@ -63,10 +63,25 @@ ROOT_ONLY = [
 ]
 
 
+def _unprivileged_prefix() -> list[str]:
+    """How root runs a command as an ordinary user here: in a user namespace as uid
+    1000 (its files stay readable wherever the checkout lives, even under /root),
+    else as nobody (the checkout and interpreter must then be world-readable)."""
+    userns = ["unshare", "--user", "--map-user=1000", "--map-group=1000", "--"]
+    try:
+        probe = subprocess.run([*userns, "id", "-u"], capture_output=True, text=True,
+                               timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        probe = None
+    if probe is not None and probe.returncode == 0 and probe.stdout.strip() == "1000":
+        return userns
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+
+
 def _run_unprivileged(require: str) -> subprocess.CompletedProcess:
-    """The project's real root-needing tests, run by an unprivileged user (nobody
-    when we are root, else ourselves) with an empty cache, as a CI runner
-    without root would run them."""
+    """The project's real root-needing tests, run by an unprivileged user (see
+    _unprivileged_prefix when we are root, else ourselves) with an empty cache,
+    as a CI runner without root would run them."""
     import shutil
     import tempfile
 
@@ -78,7 +93,7 @@ def _run_unprivileged(require: str) -> subprocess.CompletedProcess:
                "GEM_HIL_LOCAL_HOME": str(work / "home")}
         prefix: list[str] = []
         if os.geteuid() == 0:
-            prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+            prefix = _unprivileged_prefix()
         return subprocess.run([*prefix, sys.executable, "-m", "pytest", "-q", "-rs",
                                "-p", "no:cacheprovider", "--basetemp", str(work / "bt"),
                                *ROOT_ONLY], cwd=REPO, capture_output=True, text=True,
