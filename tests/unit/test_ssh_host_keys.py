@@ -50,11 +50,12 @@ def test_fingerprint_is_openssh_sha256(key, tmp_path):
 def test_known_hosts_name_brackets_other_ports():
     assert known_hosts_name("board.local", 22) == "board.local"
     assert known_hosts_name("10.0.0.5", 2222) == "[10.0.0.5]:2222"
+    assert known_hosts_name("10.0.0.5", 21) == "[10.0.0.5]:21"
 
 
 def _transport(tmp_path: Path, accept: bool) -> SimpleNamespace:
     return SimpleNamespace(device_name="pi4", host="10.0.0.5", port=2222,
-                           known_hosts=tmp_path / "ssh" / "known_hosts",
+                           known_hosts=tmp_path / "home" / ".ssh" / "known_hosts",
                            accept_new_host_key=accept, where="targets/pi4.toml")
 
 
@@ -94,6 +95,8 @@ def test_opt_in_records_the_key_like_ssh_and_appends(key, tmp_path):
     ("sha256 " + "ab" * 32 + "0 10", 10, None),
     ("sha256 " + "xy" * 32 + " 10", 10, None),
     ("sha1 " + "ab" * 32 + " 10", 10, None),
+    ("sha512 " + "ab" * 32 + " 10", 10, None),
+    ("sha256 " + "ab" * 32 + " 1", 10, None),
     ("sha256 " + "ab" * 32 + " 10 extra", 10, None),
     ("sha256 " + "ab" * 32, 10, None),
     ("", 0, None),
