@@ -76,8 +76,9 @@ TARGETS: tuple[Target, ...] = (
             "tests/integration/test_ssh_faults.py",
             "-k", "host or key or corrupt or pull or config"),
            timeout_s=300.0),
-    Target("agent-parity-stopping", "firmware/agent/gem_agent.py",
-           ("check_parity", "run_benchmark"),
+    Target("agent-parity", "firmware/agent/gem_agent.py", ("check_parity",),
+           ("tests/unit/test_agent.py",)),
+    Target("agent-stopping", "firmware/agent/gem_agent.py", ("run_benchmark",),
            ("tests/unit/test_agent.py",)),
 )
 

@@ -135,3 +135,78 @@ def test_parity_fails_closed_on_a_reference_it_cannot_compare(tmp_path, fixture_
                            "--min-count", "5", "--min-duration-s", "0")
     assert rc == 4 and rec["ok"] is False
     assert rec["error"]["kind"] in ("parity", "artifact") and says in rec["error"]["message"]
+
+
+def test_parity_with_no_reference_rows_never_passes(tmp_path, fixture_artifact):
+    shutil.copytree(fixture_artifact.folder, tmp_path / "art")
+    (tmp_path / "art" / "reference.json").write_text(json.dumps({"inputs": [], "outputs": []}))
+    rc, rec, err = run_agent(tmp_path, "--artifact-dir", str(tmp_path / "art"),
+                             "--min-count", "5", "--min-duration-s", "0")
+    assert rc == 0, err
+    assert rec["parity"] == {"max_abs_diff": 0.0, "top1_agreement": 0.0, "atol": 1e-5,
+                             "n_reference": 0, "passed": False}
+
+
+def test_parity_counts_every_row_of_a_batch(tmp_path, fixture_artifact):
+    """A reference input of batch 2 is two rows: one flipped winner is 1 of 2."""
+    import numpy as np
+    import onnxruntime as ort
+
+    shutil.copytree(fixture_artifact.folder, tmp_path / "art")
+    sess = ort.InferenceSession(str(tmp_path / "art" / "model.onnx"),
+                                providers=["CPUExecutionProvider"])
+    ids = np.arange(40, 56, dtype=np.int64).reshape(2, 8)
+    logits = sess.run(["logits"], {"input_ids": ids})[0]
+    row = logits[1]
+    logits[1, int(row.argmax())] = float(row.min()) - 1.0
+    (tmp_path / "art" / "reference.json").write_text(json.dumps(
+        {"inputs": [{"input_ids": ids.tolist()}], "outputs": [{"logits": logits.tolist()}]}))
+    rc, rec, err = run_agent(tmp_path, "--artifact-dir", str(tmp_path / "art"),
+                             "--min-count", "5", "--min-duration-s", "0")
+    assert rc == 0, err
+    assert rec["parity"]["top1_agreement"] == 0.5 and rec["parity"]["passed"] is False
+
+
+@pytest.mark.parametrize("classes", [3, 5])  # a reference narrower and wider than the model
+def test_parity_output_of_another_shape_is_a_parity_error(tmp_path, fixture_artifact, classes):
+    shutil.copytree(fixture_artifact.folder, tmp_path / "art")
+    ref_path = tmp_path / "art" / "reference.json"
+    ref = json.loads(ref_path.read_text())
+    ref["outputs"][0]["logits"] = [[0.5] * classes]
+    ref_path.write_text(json.dumps(ref))
+    rc, rec, _ = run_agent(tmp_path, "--artifact-dir", str(tmp_path / "art"),
+                           "--min-count", "5", "--min-duration-s", "0")
+    assert rc == 4 and rec["error"]["kind"] == "parity"
+    assert f"output logits shape (1, 4) != reference (1, {classes})" in rec["error"]["message"]
+
+
+def test_one_nan_is_counted(tmp_path, fixture_artifact):
+    shutil.copytree(fixture_artifact.folder, tmp_path / "art")
+    ref_path = tmp_path / "art" / "reference.json"
+    ref = json.loads(ref_path.read_text())
+    ref["outputs"][1]["logits"][0][2] = float("inf")
+    ref_path.write_text(json.dumps(ref))
+    rc, rec, _ = run_agent(tmp_path, "--artifact-dir", str(tmp_path / "art"),
+                           "--min-count", "5", "--min-duration-s", "0")
+    assert rc == 4
+    assert rec["error"]["message"] == "reference 1: reference output logits has 1 NaN/inf value(s)"
+
+
+def test_timed_samples_and_cold_start_are_wall_times_of_this_run(tmp_path, fixture_artifact):
+    """Every figure the agent reports fits inside the process's own wall time."""
+    import time
+
+    t0 = time.perf_counter()
+    rc, rec, err = run_agent(tmp_path, "--artifact-dir", str(fixture_artifact.folder),
+                             "--min-count", "50", "--min-duration-s", "0.2",
+                             "--warmup-count", "3")
+    wall_ns = (time.perf_counter() - t0) * 1e9
+    assert rc == 0, err
+    samples, run = rec["latency_samples_ns"], rec["run"]
+    assert all(0 < s < wall_ns for s in samples + rec["warmup_samples_ns"])
+    assert sum(samples) <= run["duration_s"] * 1e9 < wall_ns
+    cold = rec["cold_start"]
+    assert 0 < cold["session_create_ms"] * 1e6 < wall_ns
+    assert 0 < cold["first_inference_ms"] * 1e6 < wall_ns
+    w0, w1 = rec["window_monotonic_ns"]
+    assert run["duration_s"] * 1e9 <= (w1 - w0) < wall_ns
