@@ -147,24 +147,53 @@ def test_parity_with_no_reference_rows_never_passes(tmp_path, fixture_artifact):
                              "n_reference": 0, "passed": False}
 
 
-def test_parity_counts_every_row_of_a_batch(tmp_path, fixture_artifact):
-    """A reference input of batch 2 is two rows: one flipped winner is 1 of 2."""
+@pytest.mark.parametrize("where", ["below", "above"])
+def test_parity_counts_every_row_of_a_batch(tmp_path, fixture_artifact, where):
+    """A reference input of batch 2 is two rows: one disagreeing winner is 1 of 2,
+    whether the reference's winner has a lower or a higher index than the device's."""
     import numpy as np
     import onnxruntime as ort
 
     shutil.copytree(fixture_artifact.folder, tmp_path / "art")
     sess = ort.InferenceSession(str(tmp_path / "art" / "model.onnx"),
                                 providers=["CPUExecutionProvider"])
-    ids = np.arange(40, 56, dtype=np.int64).reshape(2, 8)
-    logits = sess.run(["logits"], {"input_ids": ids})[0]
-    row = logits[1]
-    logits[1, int(row.argmax())] = float(row.min()) - 1.0
+    for start in range(4, 200, 8):  # a batch whose second row's winner is not at an end
+        ids = np.arange(start, start + 16, dtype=np.int64).reshape(2, 8)
+        logits = sess.run(["logits"], {"input_ids": ids})[0]
+        k = int(logits[1].argmax())
+        if 0 < k < logits.shape[1] - 1:
+            break
+    else:
+        pytest.fail("no input with an inner winner found")
+    j = 0 if where == "below" else logits.shape[1] - 1
+    logits[1, j] = float(logits[1].max()) + 1.0  # the reference now names j, the device k
     (tmp_path / "art" / "reference.json").write_text(json.dumps(
         {"inputs": [{"input_ids": ids.tolist()}], "outputs": [{"logits": logits.tolist()}]}))
     rc, rec, err = run_agent(tmp_path, "--artifact-dir", str(tmp_path / "art"),
                              "--min-count", "5", "--min-duration-s", "0")
     assert rc == 0, err
     assert rec["parity"]["top1_agreement"] == 0.5 and rec["parity"]["passed"] is False
+
+
+def test_parity_tolerance_is_inclusive_and_defaults_to_1e_4(tmp_path, fixture_artifact):
+    """atol 0 with a reference the device reproduces exactly still passes (the
+    limit is <=); a manifest without atol gets 1e-4."""
+    shutil.copytree(fixture_artifact.folder, tmp_path / "art")
+    man_path = tmp_path / "art" / "manifest.json"
+    man = json.loads(man_path.read_text())
+    man["reference"]["atol"] = 0.0
+    man_path.write_text(json.dumps(man))
+    rc, rec, err = run_agent(tmp_path, "--artifact-dir", str(tmp_path / "art"),
+                             "--min-count", "5", "--min-duration-s", "0")
+    assert rc == 0, err
+    par = rec["parity"]
+    assert par["atol"] == 0.0 and par["passed"] is (par["max_abs_diff"] == 0.0)
+    del man["reference"]["atol"]
+    man_path.write_text(json.dumps(man))
+    rc, rec, err = run_agent(tmp_path, "--artifact-dir", str(tmp_path / "art"),
+                             "--min-count", "5", "--min-duration-s", "0")
+    assert rc == 0, err
+    assert rec["parity"]["atol"] == 1e-4
 
 
 @pytest.mark.parametrize("classes", [3, 5])  # a reference narrower and wider than the model
