@@ -15,7 +15,7 @@ The Mann-Whitney plants are also run with scipy hidden: a scipy cross-check
 that skips when scipy is missing must not be the only thing that notices.
 
 Root is needed for the plants guarded by the real sshd board; the ADB plant
-uses the ADB protocol peer (adb-shell). Takes about 3-6 minutes on 2 cores.
+uses the ADB protocol peer (adb-shell). Takes 80-160 s on 2 shared cores.
 """
 
 from __future__ import annotations
