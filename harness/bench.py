@@ -223,6 +223,12 @@ class DeviceSession:
         m = artifact.manifest
         budgets = dict(self.profile.budgets_for(m["model"], m["variant"]))
         sources = {k: "profile" for k in budgets}
+        atol = (m.get("reference") or {}).get("atol")
+        if "parity_max_abs_diff" not in budgets and atol is not None:
+            # the artifact's own tolerance gates parity when the profile sets none:
+            # outputs the reference disowns are a failed run, whatever the budgets
+            budgets["parity_max_abs_diff"] = float(atol)
+            sources["parity_max_abs_diff"] = "artifact"
         for k, v in overrides.items():
             budgets[k] = v
             sources[k] = "cli"

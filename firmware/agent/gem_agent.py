@@ -979,32 +979,52 @@ def bound_calls(np, runtime, pool: list[dict]) -> tuple[list, dict]:
 
 
 def check_parity(np, runtime, manifest: dict, artifact_dir: str) -> dict:
+    """Run every reference input and compare with the host's reference outputs.
+
+    Fails closed: an output the reference lacks (or the other way round), a shape
+    that differs, or a NaN/inf on either side is a parity failure, never a
+    silently skipped comparison (max() would drop a NaN difference).
+    """
     ref = manifest["reference"]
     text = read_text(os.path.join(artifact_dir, ref["file"]))
     if text is None:
         raise AgentFailure("artifact", f"reference file {ref['file']} missing", EXIT_ARTIFACT)
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+        pairs = list(zip(data["inputs"], data["outputs"], strict=True))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AgentFailure("artifact", f"reference file {ref['file']}: expected "
+                           f"{{\"inputs\": [...], \"outputs\": [...]}} of equal length ({exc})",
+                           EXIT_ARTIFACT) from None
     atol = float(ref.get("atol", 1e-4))
     max_diff = 0.0
     agree = total = 0
-    for inputs, outputs in zip(data["inputs"], data["outputs"], strict=True):
+    for i, (inputs, outputs) in enumerate(pairs):
         feeds = {}
         for spec in manifest["inputs"]:
             feeds[spec["name"]] = np.asarray(inputs[spec["name"]], dtype=spec.get("dtype",
                                                                                    "int64"))
         got = runtime.run(feeds)
+        if set(outputs) != set(runtime.output_names):
+            raise AgentFailure("parity", f"reference {i}: outputs {sorted(outputs)} != the "
+                               f"model's {sorted(runtime.output_names)}", EXIT_ARTIFACT)
         for name, out in zip(runtime.output_names, got, strict=True):
             want = np.asarray(outputs[name], dtype=np.float32)
             out = np.asarray(out, dtype=np.float32)
             if out.shape != want.shape:
                 raise AgentFailure("parity", f"output {name} shape {out.shape} != reference "
                                    f"{want.shape}", EXIT_ARTIFACT)
-            max_diff = max(max_diff, float(np.max(np.abs(out - want))))
+            for side, arr in (("device", out), ("reference", want)):
+                bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+                if bad:
+                    raise AgentFailure("parity", f"reference {i}: {side} output {name} has "
+                                       f"{bad} NaN/inf value(s)", EXIT_ARTIFACT)
+            max_diff = max(max_diff, float(np.max(np.abs(out - want))) if out.size else 0.0)
             agree += int(np.sum(out.argmax(axis=-1) == want.argmax(axis=-1)))
             total += int(np.prod(want.shape[:-1]))
     top1 = agree / total if total else 0.0
     return {"max_abs_diff": max_diff, "top1_agreement": top1, "atol": atol,
-            "n_reference": len(data["inputs"]), "passed": max_diff <= atol and top1 == 1.0}
+            "n_reference": len(pairs), "passed": bool(total) and max_diff <= atol and top1 == 1.0}
 
 
 def cpu_busy_ticks() -> tuple[int, int] | None:

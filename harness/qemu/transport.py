@@ -106,8 +106,8 @@ class VmTransport(Transport):
         return self._guard(f"uploading {local.name}",
                            lambda: self.inner._upload(local, remote_tmp))
 
-    def pull(self, remote: str, local_dir: Path) -> Path:
-        return self._guard(f"pulling {remote!r}", lambda: self.inner.pull(remote, local_dir))
+    def _download(self, remote: str, local_tmp: Path) -> None:
+        self._guard(f"pulling {remote!r}", lambda: self.inner._download(remote, local_tmp))
 
     def close(self) -> None:
         if self._closed:

@@ -69,8 +69,6 @@ from harness.transports.base import (
     Transport,
     command_label,
     parse_sha256sum,
-    safe_local_name,
-    sha256_file,
 )
 
 if TYPE_CHECKING:
@@ -459,35 +457,19 @@ class AdbTransport(Transport):
 
         self._link(f"push of {local.name}", go)
 
-    def pull(self, remote: str, local_dir: Path) -> Path:
-        local_dir = Path(local_dir)
-        local_dir.mkdir(parents=True, exist_ok=True)  # local errors must not look like link drops
-        target = safe_local_name(local_dir, remote)
-        want = self.remote_sha256(remote)
-        if want is None:
-            raise TransferError(f"{self.where}: cannot pull {remote!r}: no such file")
-        tmp = target.with_name(target.name + ".part")
+    def _download(self, remote: str, local_tmp: Path) -> None:
         io = self.settings.io_timeout_s
 
         def go(dev: AdbDevice) -> None:
             try:
-                dev.pull(remote, str(tmp), transport_timeout_s=io, read_timeout_s=io)
+                dev.pull(remote, str(local_tmp), transport_timeout_s=io, read_timeout_s=io)
             except adb_exc.AdbCommandFailureException as exc:
                 raise TransferError(f"{self.where}: cannot pull {remote!r}: {_text(exc)}") \
                     from None
             except adb_exc.AdbTimeoutError as exc:
                 raise OSError(f"pull stalled: {exc}") from None
 
-        try:
-            self._link(f"pull of {remote}", go)
-            got = sha256_file(tmp)
-            if got != want:
-                raise TransferError(f"{self.where}: {remote!r} arrived corrupted (sha256 "
-                                    f"{got} != device {want}); pull again")
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return target
+        self._link(f"pull of {remote}", go)
 
     def clone(self) -> AdbTransport:
         """A second, independent connection to the same device (adbd serves

@@ -9,6 +9,7 @@ command string.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import secrets
 import shlex
@@ -109,7 +110,7 @@ class Transport(ABC):
 
     @abstractmethod
     def remote_sha256(self, remote: str) -> str | None:
-        """sha256 of a file on the device, or None when it does not exist."""
+        """sha256 of a file on the device (lower-case hex), or None when it does not exist."""
 
     @abstractmethod
     def _upload(self, local: Path, remote_tmp: str) -> str | None:
@@ -122,8 +123,41 @@ class Transport(ABC):
         """
 
     @abstractmethod
+    def _download(self, remote: str, local_tmp: Path) -> None:
+        """Copy the device file remote into local_tmp (its folder exists).
+
+        Raises TransferError for a file the device cannot give. Whether the
+        bytes arrived intact is pull's business, not this method's.
+        """
+
     def pull(self, remote: str, local_dir: Path) -> Path:
-        """Copy a device file into local_dir (see safe_local_name)."""
+        """Copy a device file into local_dir (see safe_local_name), verified.
+
+        The device hashes the file first; the copy lands as ``NAME.part``, is
+        hashed here and only then renamed, so a pull that arrives corrupted
+        (a flaky USB link, a file rewritten while it was read, a full disk
+        here) is an error naming both hashes and leaves nothing behind,
+        on every transport alike.
+        """
+        local_dir = Path(local_dir)
+        target = safe_local_name(local_dir, remote)  # refuse before any byte moves
+        local_dir.mkdir(parents=True, exist_ok=True)
+        want = self.remote_sha256(remote)
+        if want is None:
+            raise TransferError(f"{self.device_name}: cannot pull {remote!r}: no such file on "
+                                "the device")
+        tmp = target.with_name(target.name + ".part")
+        try:
+            self._download(remote, tmp)
+            got = sha256_file(tmp)
+            if got != want:
+                raise TransferError(f"{self.device_name}: pulling {remote!r}: it arrived "
+                                    f"corrupted (sha256 here {got} != on the device {want}); "
+                                    "nothing was kept, pull again")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
 
     @abstractmethod
     def close(self) -> None:

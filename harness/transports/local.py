@@ -24,7 +24,6 @@ from harness.transports.base import (
     CommandResult,
     Transport,
     command_label,
-    safe_local_name,
     sha256_file,
 )
 
@@ -114,14 +113,12 @@ class LocalTransport(Transport):
     def mkdir(self, remote_dir: str) -> None:
         self._path(remote_dir).mkdir(parents=True, exist_ok=True)
 
-    def pull(self, remote: str, local_dir: Path) -> Path:
-        target = safe_local_name(Path(local_dir), remote)
+    def _download(self, remote: str, local_tmp: Path) -> None:
         try:
-            shutil.copyfile(self._path(remote), target)
+            shutil.copyfile(self._path(remote), local_tmp)
         except OSError as exc:
             raise TransferError(f"{self.device_name}: cannot pull {remote!r}: "
                                 f"{exc.strerror}") from None
-        return target
 
     def close(self) -> None:
         pass

@@ -70,7 +70,6 @@ from harness.transports.base import (
     Transport,
     command_label,
     parse_sha256sum,
-    safe_local_name,
     short_command,
 )
 from harness.transports.ssh_settings import SshSettings, check_private_key_file
@@ -711,26 +710,17 @@ class SshTransport(Transport):
             f"{self.device_name}: cannot rename {remote_tmp!r} to {remote!r} on "
             f"{self.address}: {detail}; the partial file was removed")
 
-    def pull(self, remote: str, local_dir: Path) -> Path:
-        local_dir = Path(local_dir)
-        target = safe_local_name(local_dir, remote)  # refuse before any byte moves
-        local_dir.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(target.name + ".part")
-        sftp = self._sftp_client()
+    def _download(self, remote: str, local_tmp: Path) -> None:
         try:
-            sftp.get(remote, str(part))
+            self._sftp_client().get(remote, str(local_tmp))
         except FileNotFoundError:
-            part.unlink(missing_ok=True)
             raise TransferError(f"{self.device_name}: cannot pull {remote!r}: no such file on "
                                 f"the device") from None
         except OSError as exc:
-            part.unlink(missing_ok=True)
             if getattr(exc, "errno", None) == errno.ENOENT:
                 raise TransferError(f"{self.device_name}: cannot pull {remote!r}: no such file "
                                     "on the device") from None
             raise TransferError(f"{self.device_name}: pulling {remote!r} failed: {exc}") from None
-        os.replace(part, target)
-        return target
 
 
 _WIRE_IDS = itertools.count(1)

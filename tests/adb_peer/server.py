@@ -17,7 +17,7 @@ Debian's `adb` client too, see tests/integration/test_adb_real_client.py):
 
 Faults for tests: vanish() drops every connection and refuses new ones for a
 while (a phone re-enumerating), drop_after_sync_bytes makes the device vanish
-in the middle of a push.
+in the middle of a push, corrupt_next_pull flips a byte of the next file pulled.
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ class AdbPeer:
         self._port = port
         self.stats = PeerStats()
         self.drop_after_sync_bytes: int | None = None
+        #: flip one byte of the next file the host pulls (RECV), as a bad cable
+        #: or a flash read error would: the host must notice, not keep it
+        self.corrupt_next_pull = False
         self.vanish_for_s = 1.0
         self._listener: socket.socket | None = None
         self._conns: set[_Connection] = set()
@@ -554,7 +557,11 @@ class _SyncStream(_Stream):
             return
         with f:
             pending = bytearray()
+            corrupt, self.conn.peer.corrupt_next_pull = self.conn.peer.corrupt_next_pull, False
             while chunk := f.read(SYNC_DATA_MAX):
+                if corrupt:
+                    chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                    corrupt = False
                 pending += struct.pack("<II", _ID["DATA"], len(chunk)) + chunk
                 if len(pending) >= self.conn.max_payload:
                     self.write(bytes(pending))

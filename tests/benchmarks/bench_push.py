@@ -52,6 +52,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: the repository root, for harness and tests
 
+from tests.benchmarks.goals import judge  # noqa: E402
+
 DOC = REPO / "docs" / "ssh.md"
 BEGIN, END = "<!-- bench_push:begin -->", "<!-- bench_push:end -->"
 WORKDIR = "gem-hil-bench"
@@ -85,7 +87,7 @@ def main() -> int:
     if args.write_docs:
         write_doc(table)
         print(f"\nwritten to {DOC}")
-    return 0
+    return 1 if ": FAIL)" in table else 0
 
 
 def one_push(local: Path, profile: Path | None, sha256: str | None,
@@ -282,11 +284,28 @@ def render(rows: dict[str, list[float]], extra: dict[str, list[float]],
         f"| fresh connect + auth + one command | {ms['connect']:.1f} ms | "
         f"{spread(extra['connect'], 1e3, '.1f')} ms |",
         "",
+        "| goal | measured | result |",
+        "|---|---|---|",
+        *[f"| {what} | {shown} | {judge(value, goal, direction, unit)} |"
+          for what, shown, value, goal, direction, unit in goals(rows, extra)],
+        "",
         "Command: `" + shlex.join(["python", "tests/benchmarks/bench_push.py",
                                    *[a for a in sys.argv[1:] if a != "--write-docs"]])
         + "` (as root)",
     ]
     return "\n".join(lines)
+
+
+def goals(rows: dict[str, list[float]], extra: dict[str, list[float]]
+          ) -> list[tuple[str, str, float, float, str, str]]:
+    """(goal, figure shown, value, limit, direction, unit) of docs/performance.md's SSH goals."""
+    ratio = statistics.median(a / b for a, b in zip(rows["push"], rows["scp_reused"],
+                                                     strict=True))
+    repush_ms = statistics.median(extra["repush"]) * 1e3
+    return [("verified push vs scp, both reused (median of per-round ratios)",
+             f"{ratio:.2f}x", ratio, 1.0, "max", "x"),
+            ("re-push of an unchanged artifact", f"{repush_ms:.1f} ms", repush_ms, 50.0, "max",
+             " ms")]
 
 
 def ssh_version() -> str:

@@ -8,6 +8,7 @@ names exactly what went wrong on the device.
 from __future__ import annotations
 
 import posixpath
+import warnings
 
 import pytest
 
@@ -32,7 +33,15 @@ def test_agent_output_matches_reference(gem_record):
 def test_run_met_loadgen_minimums(gem_record):
     bench = gem_record["benchmark"]
     lat = gem_record["latency_ms"]
-    assert gem_record["validity"]["valid"], gem_record["validity"]["reasons"]
+    validity = gem_record["validity"]
+    # the agent's stopping rule is in its own hands on any device: always asserted
+    assert validity["min_count_met"] and validity["min_duration_met"], validity["reasons"]
+    if not validity["valid"]:
+        # stability (CV, trend, throttling) depends on the device's neighbours, which
+        # this suite does not control: reported here, and the session exits 2
+        # (inconclusive) as `gem-hil gate` does, instead of a flaky failure here
+        warnings.warn(f"run invalid on {gem_record['device']['name']}: "
+                      f"{'; '.join(validity['reasons'])}", pytest.PytestWarning, stacklevel=1)
     assert len(lat["samples_ms"]) >= bench["min_count"]
     # statistics use the samples after any excluded warm-up drift; none are dropped
     excluded = gem_record["validity"]["excluded_leading_count"]
@@ -65,20 +74,44 @@ def test_stability_and_stopping_are_reported(gem_record):
                 assert "unstable run" in v["reason"], v
 
 
-def test_memory_and_cold_start_measured(gem_record):
-    assert gem_record["memory"]["peak_rss_mb"] is not None
-    assert gem_record["memory"]["peak_rss_mb"] > 1.0
+def test_memory_and_cold_start_measured(gem_record, gem_device, gem_artifact):
+    """Checked against what the harness saw by itself, not re-added from the record:
+    the agent held the model in memory, within the device's RAM, and its cold
+    start and timed samples fit inside the wall time the harness measured."""
+    mem = gem_record["memory"]["peak_rss_mb"]
+    model_mb = sum(f["size_bytes"] for f in gem_artifact.files) / 2**20
+    assert mem is not None and mem > max(model_mb, 10.0), (mem, model_mb)  # MB, not kB or GB
+    res = gem_device.transport.run(["sh", "-c", "grep MemTotal /proc/meminfo"], timeout_s=30)
+    if res.ok:  # a device without /proc/meminfo is not a reason to fail this test
+        assert mem < int(res.stdout.split()[1]) / 1024, (mem, res.stdout)
     cold = gem_record["cold_start_ms"]
+    assert cold["session_create_ms"] > 0 and cold["first_inference_ms"] > 0
     assert cold["total_ms"] == pytest.approx(cold["session_create_ms"]
                                              + cold["first_inference_ms"])
+    lat = gem_record["latency_ms"]
+    # the first inference is the coldest: never twice as fast as the fastest timed one
+    assert cold["first_inference_ms"] >= 0.5 * lat["min_ms"], (cold, lat["min_ms"])
+    inside_ms = cold["total_ms"] + sum(lat["samples_ms"]) + sum(lat["warmup_samples_ms"])
+    assert inside_ms <= gem_record["harness"]["agent_wall_s"] * 1000.0, \
+        (inside_ms, gem_record["harness"]["agent_wall_s"])
 
 
-def test_environment_fingerprint_describes_the_device(gem_record, gem_profile):
+def test_environment_fingerprint_describes_the_device(gem_record, gem_profile, gem_device):
+    """The fingerprint is the device's, as the device itself says through its shell
+    (uname, getconf), not the harness host's or values copied from the profile."""
     env = gem_record["environment"]
     assert env["device"] == gem_profile.name
     assert env["runtime_version"], "the agent must report the runtime version"
-    assert env["machine"] and env["cpu_count"] >= 1
     assert env["threads"] == gem_profile.run.threads
+    res = gem_device.transport.run(["sh", "-c", "uname -m; uname -r; getconf _NPROCESSORS_ONLN"],
+                                   timeout_s=60)
+    assert res.ok, res.stderr
+    machine, kernel, cpus = res.stdout.split()[:3]
+    arch = gem_profile.hardware.get("arch", "host")
+    if arch != "host":  # e.g. qemu-user: the shell is the host's, the agent's CPU emulated
+        machine = arch
+    assert (env["machine"], env["kernel"], env["cpu_count"]) == (machine, kernel, int(cpus))
+    assert env["host"]["machine"] == machine  # the raw facts the agent sent agree
 
 
 def test_record_names_format_runtime_and_op_placement(gem_record, gem_artifact):

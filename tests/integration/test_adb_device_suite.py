@@ -15,6 +15,7 @@ pytest.importorskip("adb_shell", reason="the ADB tests need adb-shell==0.4.4")
 from harness.record import schema_errors  # noqa: E402
 from tests.adb_peer import fixtures as peer_fixtures  # noqa: E402
 from tests.adb_peer.fixtures import make_targets_dir  # noqa: E402
+from tests.support.profiles import make_steady  # noqa: E402
 
 adb_key = peer_fixtures.adb_key  # pytest fixture, shared with the other ADB tests
 adb_peer = peer_fixtures.adb_peer  # pytest fixture, shared with the other ADB tests
@@ -25,6 +26,7 @@ pytestmark = [pytest.mark.adb, pytest.mark.slow]
 
 def test_gem_suite_passes_on_emulated_pixel6(adb_peer, adb_key, tmp_path):
     targets = make_targets_dir(tmp_path / "targets", adb_peer, adb_key)
+    make_steady(targets / "pixel6-emulated.toml")  # about the ADB path, not this host's noise
     argv = [sys.executable, "-m", "pytest", "tests/device", "-q", "-p", "no:cacheprovider",
             "--device=pixel6-emulated", f"--targets-dir={targets}",
             "--report-dir", str(tmp_path / "reports")]

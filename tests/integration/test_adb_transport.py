@@ -76,13 +76,20 @@ def test_env_and_cwd(adb):
 
 
 def test_command_timeout_kills_the_command(adb, adb_peer):
+    import secrets
+
+    # a sleep length only this test uses: the check sees our process, not the host's
+    secs = f"30.{secrets.randbelow(10**6):06d}"
     t0 = time.monotonic()
     with pytest.raises(CommandTimeout, match="did not finish in 1 s"):
-        adb.run(["sh", "-c", "sleep 30; echo late"], timeout_s=1)
+        adb.run(["sh", "-c", f"sleep {secs}; echo late"], timeout_s=1)
     assert time.monotonic() - t0 < 8
     assert adb_peer.stats.device_clse_answers >= 1  # the device answered our CLSE
-    time.sleep(0.3)
-    assert adb.run(["pgrep", "-f", "[s]leep 30"]).rc == 1  # killed, not orphaned
+    pattern = f"[s]leep {secs}"
+    deadline = time.monotonic() + 3.0  # a killed process needs a moment to leave
+    while (left := adb.run(["pgrep", "-f", pattern])).rc == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left.rc == 1, left.stdout  # killed, not orphaned
     assert adb.run(["echo", "still usable"]).stdout == "still usable\n"
 
 
@@ -175,3 +182,20 @@ def test_old_adbd_without_shell_v2_falls_back_to_legacy(adb_key, tmp_path):
         t.close()
     finally:
         peer.stop()
+
+
+def test_pull_that_arrives_corrupted_is_refused(adb, adb_peer, tmp_path):
+    """The peer flips one byte of the file on the wire: the pull must compare the
+    device's sha256 with what arrived, fail naming both, and keep nothing."""
+    src = tmp_path / "result.json"
+    src.write_bytes(os.urandom(200_000))
+    adb.push(src, "/data/local/tmp/gem-hil/p/result.json")
+    adb_peer.corrupt_next_pull = True
+    back = tmp_path / "back"
+    with pytest.raises(TransportError, match="arrived corrupted") as exc:
+        adb.pull("/data/local/tmp/gem-hil/p/result.json", back)
+    assert not adb_peer.corrupt_next_pull  # the fault really was on this pull's wire
+    assert adb.remote_sha256("/data/local/tmp/gem-hil/p/result.json") in str(exc.value)
+    assert list(back.iterdir()) == []  # no file and no .part left behind
+    good = adb.pull("/data/local/tmp/gem-hil/p/result.json", back)  # the next one is intact
+    assert good.read_bytes() == src.read_bytes()

@@ -164,3 +164,7 @@ def test_invalid_run_exits_2_like_the_gate(tmp_path):
     gate = run([sys.executable, "-m", "harness.cli", "gate", "--results",
                 str(tmp_path / "reports"), "--no-profiles"], tmp_path)
     assert gate.returncode == 2, gate.stdout + gate.stderr
+    # the gate's own word, not argparse's exit 2 for an unwired sub-command or bad flag
+    assert "usage:" not in gate.stderr, gate.stderr
+    assert "(exit 2)" in gate.stdout and "invalid" in gate.stdout, gate.stdout
+    assert "is below min_duration_s" in gate.stdout, gate.stdout  # the reason, in the table

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.record import schema_errors
+from tests.support.profiles import make_steady
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,6 +28,7 @@ def run_suite(targets: Path, tmp_path: Path, *extra: str) -> subprocess.Complete
 
 def test_gem_suite_passes_over_real_ssh(sshd_board, tmp_path):
     targets = sshd_board.make_targets_dir(tmp_path / "targets")
+    make_steady(targets / "ssh-board.toml")  # about the SSH path, not this host's noise
     res = run_suite(targets, tmp_path)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     (path,) = (tmp_path / "reports").rglob("*.json")
@@ -39,6 +41,8 @@ def test_gem_suite_passes_over_real_ssh(sshd_board, tmp_path):
 
 def test_broken_budget_over_ssh_fails(sshd_board, tmp_path):
     targets = sshd_board.make_targets_dir(tmp_path / "targets")
+    # about the budget's exit code 1: this shared host must not make the run invalid (2)
+    make_steady(targets / "ssh-board.toml")
     res = run_suite(targets, tmp_path, "--budget", "latency_p95_ms=0.001")
     assert res.returncode == 1
     assert "FAIL: device ssh-board" in res.stdout

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import AuthError, CommandTimeout, ConnectError, HostKeyError, TransferError
+from harness.transports.base import sha256_file
 from harness.transports.ssh import SshTransport
+from tests.support.procs import processes
 from tests.support.sshd_board import SshdBoard, fingerprint_of_pub, write_ed25519_key
 
 pytestmark = pytest.mark.ssh
@@ -183,40 +185,41 @@ def test_refused_port_fails_fast_and_says_where(tmp_path: Path) -> None:
 
 # -- commands -------------------------------------------------------------
 
-def _live_processes_of(uid: int, needle: bytes) -> list[int]:
-    """PIDs (not zombies) of uid whose command line contains needle. The board
-    is this host, so /proc shows the device's processes."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if entry.stat().st_uid != uid:
-                continue
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if state != "Z" and needle in cmdline:
-            found.append(int(entry.name))
-    return found
+def _live_processes_of(uid: int, needle: tuple[str, ...]) -> list[int]:
+    """PIDs (not zombies) of uid whose argv is needle. The board is this host,
+    so /proc shows the device's processes."""
+    return [p.pid for p in processes() if p.uid == uid and p.argv == needle]
+
+
+def _gone_within(uid: int, needle: tuple[str, ...], seconds: float = 3.0) -> list[int]:
+    """Wait until no process of uid has needle in its command line; what is left.
+
+    A SIGKILLed process takes a moment to leave /proc; one the kill missed
+    stays for its whole 29 s sleep, far beyond this wait."""
+    deadline = time.monotonic() + seconds
+    while (left := _live_processes_of(uid, needle)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
 
 
 def test_command_timeout_kills_the_remote_process(sshd_board: SshdBoard,
                                                   ssh: SshTransport) -> None:
     import pwd
+    import secrets
 
     uid = pwd.getpwnam(sshd_board.user).pw_uid
-    marker = b"sleep\x0029.731"
+    # a sleep length no other test or session uses: only our own processes match
+    secs = f"29.{secrets.randbelow(10**6):06d}"
+    marker = ("sleep", secs)
     t0 = time.monotonic()
     with pytest.raises(CommandTimeout) as exc:
-        ssh.run(["sh", "-c", "sleep 29.731 & sleep 29.731"], timeout_s=1)
+        ssh.run(["sh", "-c", f"sleep {secs} & sleep {secs}"], timeout_s=1)
     elapsed = time.monotonic() - t0
     assert 1.0 <= elapsed < 4.0, elapsed
-    assert "`sh -c 'sleep 29.731 & sleep 29.731'` did not finish within its timeout of 1 s" \
+    assert f"`sh -c 'sleep {secs} & sleep {secs}'` did not finish within its timeout of 1 s" \
         in str(exc.value)
     assert "killed its process group" in str(exc.value)
-    assert _live_processes_of(uid, marker) == []  # the child in the background too
+    assert _gone_within(uid, marker) == []  # the child in the background too
     assert ssh.run(["echo", "still usable"]).stdout == "still usable\n"
 
 
@@ -269,3 +272,31 @@ def test_pull_of_a_path_with_dotdot_lands_inside_the_folder(ssh: SshTransport,
     assert got == (out / "evil.txt").resolve() and got.read_text() == "payload"
     assert not (tmp_path / "evil.txt.part").exists()
     assert sorted(os.listdir(out)) == ["evil.txt"]
+
+
+def test_pull_that_arrives_corrupted_is_refused(ssh: SshTransport, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real sshd serves the file; one byte changes between the device and the
+    local disk (SSH's MAC guards the wire, not the file being rewritten while it
+    is read or a failing disk here). The pull compares the device's sha256 with
+    the bytes that landed and keeps nothing."""
+    src = tmp_path / "result.bin"
+    src.write_bytes(os.urandom(300_000))
+    remote = "gem-hil-test/pull-corrupt/result.bin"
+    ssh.push(src, remote)
+    real = SshTransport._download
+
+    def flip(self, remote_path, local_tmp):
+        real(self, remote_path, local_tmp)
+        data = bytearray(local_tmp.read_bytes())
+        data[1234] ^= 0x01
+        local_tmp.write_bytes(bytes(data))
+
+    monkeypatch.setattr(SshTransport, "_download", flip)
+    out = tmp_path / "pulled"
+    with pytest.raises(TransferError, match="arrived corrupted") as exc:
+        ssh.pull(remote, out)
+    assert sha256_file(src) in str(exc.value)  # the device's hash, named
+    assert list(out.iterdir()) == []
+    monkeypatch.setattr(SshTransport, "_download", real)
+    assert ssh.pull(remote, out).read_bytes() == src.read_bytes()

@@ -67,3 +67,43 @@ def make_artifact(folder: Path, num_classes: int = 4, seed: int = 0, vocab: int 
     }
     write_manifest(folder, manifest)  # the published schema holds for test artifacts too
     return folder
+
+
+def perturb_reference(src: Path, dest: Path, how: str, delta: float = 0.01) -> dict:
+    """A copy of artifact src whose reference outputs no longer match its model.
+
+    The copy is self-consistent (the manifest still verifies), so only the
+    device's parity check can notice. how="offset": +delta on the winning logit
+    of reference row 1 (argmax kept, max |diff| = delta); how="flip": the winner
+    of row 0 becomes the loser (argmax changed). Returns what parity must report.
+    """
+    import shutil
+
+    shutil.copytree(src, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    ref_path = dest / manifest["reference"]["file"]
+    ref = json.loads(ref_path.read_text())
+    rows = [np.asarray(o["logits"], dtype=np.float64) for o in ref["outputs"]]
+    n_rows = sum(int(np.prod(r.shape[:-1])) for r in rows)
+    if how == "offset":
+        r = rows[1]
+        r[0, int(r[0].argmax())] += delta
+        expect = {"max_abs_diff": delta, "top1_agreement": 1.0}
+    elif how == "flip":
+        r = rows[0]
+        old = r[0].copy()
+        r[0, int(old.argmax())] = float(old.min()) - 1.0
+        expect = {"max_abs_diff": float(old.max() - old.min() + 1.0),
+                  "top1_agreement": (n_rows - 1) / n_rows}
+    else:
+        raise ValueError(how)
+    ref["outputs"] = [{"logits": r.tolist()} for r in rows]
+    ref_path.write_text(json.dumps(ref))
+    if "sha256" in manifest["reference"]:  # keep the manifest true to the new file
+        from gem.artifacts import write_manifest
+        from gem.files import sha256_file
+
+        manifest["reference"]["sha256"] = sha256_file(ref_path)
+        manifest["reference"]["size_bytes"] = ref_path.stat().st_size
+        write_manifest(dest, manifest)
+    return {**expect, "n_reference": len(rows), "passed": False}

@@ -131,6 +131,10 @@ def test_benchmark_model_failure_is_reported():
 
 
 def test_benchmark_model_argv():
+    """Every flag, in order, each fed a different value so a swap shows."""
     argv = build_argv("/data/local/tmp/benchmark_model", "/data/local/tmp/m.tflite", 4, 10,
-                      100, 10.0, 120.0)
-    assert "--graph=/data/local/tmp/m.tflite" in argv and "--num_runs=100" in argv
+                      100, 2.5, 120.0, extra=["--use_xnnpack=true"])
+    assert argv == ["/data/local/tmp/benchmark_model", "--graph=/data/local/tmp/m.tflite",
+                    "--num_threads=4", "--warmup_runs=10", "--warmup_min_secs=0",
+                    "--num_runs=100", "--min_secs=2.5", "--max_secs=120",
+                    "--report_peak_memory_footprint=true", "--use_xnnpack=true"]

@@ -197,11 +197,28 @@ def test_cache_key_tracks_inputs() -> None:
     assert artifact_key("tiny", "int8", fmt="tflite") != base
 
 
-def test_cache_key_changes_when_gem_source_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_key_changes_when_gem_source_changes(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    """The real digest of a real copy of the gem sources: the same bytes give the
+    same key, one changed byte in any .py (nested ones too) gives another, and
+    files that are not code (caches) do not count."""
     base = artifact_key("tiny", "int8")
-    real = artifacts._source_digests
-    monkeypatch.setattr(artifacts, "_source_digests", lambda: {**real(), "model.py": "0" * 64})
-    assert artifact_key("tiny", "int8") != base
+    copy = tmp_path / "gem"
+    shutil.copytree(artifacts._PKG_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(artifacts, "_PKG_DIR", copy)
+    assert artifact_key("tiny", "int8") == base  # relative paths and content only
+    (copy / "__pycache__").mkdir()
+    (copy / "__pycache__" / "stale.py").write_text("x = 1\n")
+    (copy / "notes.txt").write_text("not code")
+    assert artifact_key("tiny", "int8") == base
+    keys = {base}
+    nested = sorted(p.relative_to(copy).as_posix() for p in copy.glob("*/*.py")
+                    if "__pycache__" not in p.parts)
+    for rel in ("model.py", nested[0]):
+        f = copy / rel
+        f.write_bytes(f.read_bytes() + b"\n# changed\n")
+        keys.add(artifact_key("tiny", "int8"))
+    assert len(keys) == 3, "each source change must give a new key"
 
 
 def test_corrupted_cached_file_is_detected(built: dict[str, Path], tmp_path: Path) -> None:

@@ -92,3 +92,19 @@ def test_pull_round_trip(t, tmp_path):
     dest = tmp_path / "dest"
     dest.mkdir()
     assert t.pull("w/log.txt", dest).read_text() == "hello"
+
+
+def test_pull_that_arrives_corrupted_is_refused(t, tmp_path, monkeypatch):
+    (t.home / "w").mkdir(parents=True)
+    (t.home / "w" / "log.txt").write_text("hello world")
+    real = LocalTransport._download
+
+    def flip(self, remote, local_tmp):
+        real(self, remote, local_tmp)
+        local_tmp.write_text("hellO world")
+
+    monkeypatch.setattr(LocalTransport, "_download", flip)
+    dest = tmp_path / "dest"
+    with pytest.raises(TransferError, match="arrived corrupted"):
+        t.pull("w/log.txt", dest)
+    assert list(dest.iterdir()) == []

@@ -193,7 +193,7 @@ class FakePi(Transport):
     def _upload(self, local, remote_tmp):  # pragma: no cover
         raise NotImplementedError
 
-    def pull(self, remote, local_dir):  # pragma: no cover
+    def _download(self, remote, local_tmp):  # pragma: no cover
         raise NotImplementedError
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
+import pytest
 
 from harness.record import schema
 from harness.sensors.energy import empty_energy
@@ -29,7 +30,8 @@ def test_session_and_validity_output_validate(tmp_path):
     samples = {paths[0]: [[win[0] + i * 50_000_000, "2500000"] for i in range(21)]}
     fields = s.after_run({"sysfs_samples": samples, "window_monotonic_ns": win,
                           "run": {"count": 10}})
-    assert fields["energy"]["energy_per_inference_mj"] is not None
+    # idle 2.0 W, 2.5 W over the 1 s window of 10 inferences: 0.5 J above idle
+    assert fields["energy"]["energy_per_inference_mj"] == pytest.approx(50.0, rel=1e-3)
     val = assess(list(20 * np.random.default_rng(0).lognormal(0, 0.05, 100)), duration_s=2.0)
     full = schema()
     base = json.loads((RECORDS / "passing" / "fixture-pi4-00000011.json").read_text())
