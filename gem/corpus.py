@@ -329,7 +329,7 @@ def _catalogue_docs(locale_dir: Path, packages: Iterable[str]) -> list[Doc]:
                 if not src or not isinstance(v, str):
                     continue  # header entry
                 t = " ".join(v.split())
-                if len(t) >= 24 and t != " ".join(src.split()):
+                if 24 <= len(t) <= 400 and t != " ".join(src.split()):
                     msgs.append(t)
             # one document per catalogue: every message shares its doc id
             docs.extend(Doc(f"gettext:{pkg}:{lang}", "multilingual", t) for t in sorted(set(msgs)))
