@@ -67,7 +67,7 @@ class GemConfig:
     route_tokens: int = 16
     # Default training recipe of build_artifact() (part of the config, hence of
     # the cache key): a few steps, enough to classify, not a quality target.
-    train_steps: int = 60
+    train_steps: int = 160  # general + adaptation (a quarter) steps
     train_lr: float = 3e-3
     train_batch_size: int = 32
     domains: tuple[str, ...] = field(default=DOMAINS)
@@ -148,7 +148,7 @@ _CONFIGS: dict[str, GemConfig] = {
         dtr_capacity=0.5,
         dtr_threshold=0.5,
         router_dim=64,
-        train_steps=20,
+        train_steps=240,
         train_lr=1e-3,
         train_batch_size=16,
     ),

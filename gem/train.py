@@ -230,65 +230,62 @@ def general_then_adapt(
     return g, a, teacher
 
 
+@dataclass
+class Evaluation:
+    """One pass of a model over samples: class predictions, per-sample next-token
+    NLL (nats, target count; targets are the bytes and ``<eos>``) and routing."""
+
+    preds: list[int]
+    nll: list[tuple[float, int]]
+    routing: dict
+
+
 @torch.no_grad()
-def predict(
-    model: GemModel, samples: Sequence[Sample], batch_size: int = 64, max_len: int = 256
-) -> list[int]:
-    """Predicted class per sample (argmax of the logits)."""
-    model.eval()
-    out: list[int] = []
-    for i in range(0, len(samples), batch_size):
-        ids, _, _ = batch_tensors(samples[i : i + batch_size], max_len)
-        out.extend(model(ids).argmax(-1).tolist())
-    return out
-
-
-def accuracy(
-    model: GemModel, samples: Sequence[Sample], batch_size: int = 64, max_len: int = 256
-) -> float:
-    """Share of samples whose predicted class equals the label."""
+def evaluate(model: GemModel, samples: Sequence[Sample], batch_size: int = 32) -> Evaluation:
+    """Both heads and the routing statistics in one body pass per batch; batches
+    are formed by length (less padding) and results returned in input order."""
     if not samples:
-        raise ValueError("accuracy() needs at least one sample")
-    preds = predict(model, samples, batch_size=batch_size, max_len=max_len)
-    return sum(int(p == s.label) for p, s in zip(preds, samples, strict=True)) / len(samples)
-
-
-@torch.no_grad()
-def token_nll(
-    model: GemModel, samples: Sequence[Sample], batch_size: int = 32
-) -> list[tuple[float, int]]:
-    """(summed next-token NLL in nats, target count) per sample: the targets
-    are the text's bytes and ``<eos>`` (tokens are bytes), what
-    gem.metrics.UnigramLM scores too, so perplexities compare."""
+        raise ValueError("evaluate() needs at least one sample")
     model.eval()
-    out: list[tuple[float, int]] = []
-    for i in range(0, len(samples), batch_size):
-        ids, _, _ = batch_tensors(samples[i : i + batch_size], model.cfg.max_len_tokens)
-        logits = model.lm_logits(ids)[:, :-1]
+    order = sorted(range(len(samples)), key=lambda i: len(samples[i].text.encode("utf-8")))
+    preds: dict[int, int] = {}
+    nlls: dict[int, tuple[float, int]] = {}
+    chosen, doms, admitted, weights = [], [], [], []
+    for i in range(0, len(order), batch_size):
+        rows = order[i : i + batch_size]
+        ids, _, d = batch_tensors([samples[j] for j in rows], model.cfg.max_len_tokens)
+        cls, lm, st = model.both(ids)
         tgt, mask = _lm_targets(ids, model.cfg.pad_id)
-        nll = F.cross_entropy(logits.transpose(1, 2), tgt, reduction="none") * mask
-        out.extend(zip(nll.sum(1).tolist(), mask.sum(1).tolist(), strict=True))
-    return out
-
-
-@torch.no_grad()
-def routing_report(model: GemModel, samples: Sequence[Sample], batch_size: int = 64) -> dict:
-    """DTR admitted share and SCAR expert load / expert-domain MI on ``samples``."""
-    model.eval()
-    chosen, doms, admitted = [], [], []
-    for i in range(0, len(samples), batch_size):
-        ids, _, d = batch_tensors(samples[i : i + batch_size], 256)
-        _, _, st = model.both(ids)
+        nll = F.cross_entropy(lm[:, :-1].transpose(1, 2), tgt, reduction="none") * mask
+        for j, p, a, b in zip(
+            rows, cls.argmax(-1).tolist(), nll.sum(1).tolist(), mask.sum(1).tolist(),
+            strict=True,
+        ):
+            preds[j], nlls[j] = p, (a, b)
         chosen.append(torch.stack(st.chosen))  # [L, B, E]
         doms.append(d)
         admitted.append(float(st.admitted_fraction))
-    c = torch.cat(chosen, 1)
-    d = torch.cat(doms)
-    mi = [mutual_information_bits(c[layer], d, len(DOMAINS)) for layer in range(c.shape[0])]
+        weights.append(len(rows))
+    c, dd = torch.cat(chosen, 1), torch.cat(doms)
+    mi = [mutual_information_bits(c[layer], dd, len(DOMAINS)) for layer in range(c.shape[0])]
     load = (c.sum(1) / c.sum((1, 2)).unsqueeze(-1).clamp(min=1)).tolist()
-    return {
-        "dtr_admitted_fraction": sum(admitted) / len(admitted),
+    routing = {
+        "dtr_admitted_fraction": sum(a * w for a, w in zip(admitted, weights, strict=True))
+        / sum(weights),
         "dtr_target_fraction": model.cfg.dtr_capacity,
         "expert_domain_mi_bits": mi,
         "expert_load_share": load,
     }
+    n = len(samples)
+    return Evaluation([preds[i] for i in range(n)], [nlls[i] for i in range(n)], routing)
+
+
+def predict(model: GemModel, samples: Sequence[Sample]) -> list[int]:
+    """Predicted class per sample (argmax of the class logits)."""
+    return evaluate(model, samples).preds
+
+
+def accuracy(model: GemModel, samples: Sequence[Sample]) -> float:
+    """Share of samples whose predicted class equals the label."""
+    preds = predict(model, samples)
+    return sum(int(p == s.label) for p, s in zip(preds, samples, strict=True)) / len(samples)

@@ -42,6 +42,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("top1_agreement", "1", "min", False,
            "fraction of reference rows whose argmax matches"),
     Metric("energy_per_inference_mj", "mJ", "max", True, "energy per inference above idle"),
+    Metric("ttft_p95_ms", "ms", "max", True,
+           "time to first token of the ppN prefill (95th percentile over runs)"),
+    Metric("decode_token_p95_ms", "ms", "max", True,
+           "per-token decode latency with the KV cache (95th percentile, tgM)"),
+    Metric("decode_tokens_per_s", "tokens/s", "min", True,
+           "decode throughput (median over tgM runs; GEM's tokens are bytes)"),
 )}
 
 
@@ -218,4 +224,13 @@ def record_measurements(rec: Mapping[str, Any]) -> dict[str, Measurement]:
     lo, hi = _ci(energy.get("energy_per_inference_ci_mj"))
     out["energy_per_inference_mj"] = Measurement(e, lo if lo is not None else e,
                                                  hi if hi is not None else e)
+    gen = rec.get("generation") or {}
+    if gen:
+        ttft = gen["prefill"]["ttft_ms"]
+        out["ttft_p95_ms"] = Measurement(ttft["p95_ms"], *_ci(ttft.get("p95_ci_ms")))
+        tok = gen["decode"]["token_latency_ms"]
+        out["decode_token_p95_ms"] = Measurement(tok["p95_ms"], *_ci(tok.get("p95_ci_ms")))
+        rate = gen["decode"]["tokens_per_s"]
+        out["decode_tokens_per_s"] = Measurement(rate["median_per_s"],
+                                                 *_ci(rate.get("median_ci_per_s")))
     return out

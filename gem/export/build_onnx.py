@@ -22,6 +22,8 @@ edge case, 1e-2 leaves ~6x headroom, and top-1 agreement stays exact.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import platform
 import shutil
 import time
@@ -31,18 +33,22 @@ from typing import Any
 import numpy as np
 
 from gem.config import DOMAINS, GemConfig, get_config
-from gem.data import Sample, generate_dataset, split
+from gem.data import Sample
 from gem.errors import BuildError
 from gem.export import BuildProgress
 from gem.export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx, make_session, run_session
 from gem.manifest import MANIFEST_VERSION
 from gem.quantization import HYBRID_V1, quantize_onnx, summarize_quantized
-from gem.tokenizer import BOS_ID, encode_batch
+from gem.tokenizer import BOS_ID, EOS_ID, encode_batch
 
 TORCH_PARITY_ATOL = 1e-4  # fp32 ONNX vs torch, checked at build time
 ATOL_FLOOR = {"fp32": 1e-4, "int8": 1e-2}
 REF_FILE = "reference.json"
-DATASET_PER_DOMAIN = 64
+GEN_FILE = "generation.json"
+GEN_PROMPT_BYTES = 32  # reference prompts: <bos> + the first bytes of hold-out texts
+GEN_NEW_TOKENS = 16
+TRAIN_MAX_LEN = 128  # training crops texts here (most glosses are shorter); eval: full length
+ADAPT_DOMAIN = "domain-adaptive"  # the domain the shipped variants are adapted to
 
 
 # Reference inputs must sit away from GEM's discrete routing decisions (DTR
@@ -186,24 +192,54 @@ def build_onnx_artifact(
 
     from gem.artifacts import describe_files, files_digest, timestamp, write_json, write_manifest
     from gem.model import build_model
-    from gem.train import TrainOptions, accuracy, train
+    from gem.train import TrainOptions, accuracy, general_then_adapt
 
     report: BuildProgress = progress or (lambda stage, done, total: None)
     t0 = time.perf_counter()
     cfg = get_config(model)
     torch.manual_seed(seed)
     net = build_model(cfg, seed=seed)
-    data = generate_dataset(n_per_domain=DATASET_PER_DOMAIN, seed=seed)
-    train_set, holdout = split(data)
-    opts = TrainOptions(
-        steps=train_steps, seed=seed, lr=cfg.train_lr, batch_size=cfg.train_batch_size
+    corpus = _load_corpus(seed)
+    train_set, holdout = corpus.train, corpus.holdout
+    data = [*holdout, *train_set]
+    adapt_steps = max(1, train_steps // 4)
+    general = TrainOptions(
+        steps=train_steps - adapt_steps, seed=seed, lr=cfg.train_lr,
+        batch_size=cfg.train_batch_size, max_len=TRAIN_MAX_LEN,
+    )
+    # Adaptation: half of each batch from the target domain, distilled from the
+    # frozen general model with less preservation on the domain being adapted.
+    omega = [0.5 if d == ADAPT_DOMAIN else 1.0 for d in DOMAINS]
+    adapt = dataclasses.replace(
+        general, steps=adapt_steps, seed=seed + 1, lr=cfg.train_lr / 3, warmup_steps=1,
+        focus_domain=ADAPT_DOMAIN, domain_weights=omega,
     )
     report("train", 0, train_steps)
-    trained = train(net, train_set, opts, on_step=lambda done, total: report("train", done, total))
-    train_acc, holdout_acc = accuracy(net, train_set), accuracy(net, holdout)
+    gen_res, ad_res, teacher = general_then_adapt(
+        net, train_set, general, adapt, on_step=lambda done, total: report("train", done, total)
+    )
+    trained_seconds = gen_res.seconds + ad_res.seconds
+    report("quality on the hold-out", 0, None)
+    quality = quality_report(net, teacher, train_set, holdout, seed)
+    train_acc = accuracy(net, train_set[:: max(1, len(train_set) // 512)])
+    holdout_acc = quality["gem"]["accuracy"]
+    quality["recipe"] = {
+        "general_steps": general.steps,
+        "adapt_steps": adapt.steps,
+        "adapt_domain": ADAPT_DOMAIN,
+        "adapt_preservation_weights": omega,
+        "adapt_alpha": adapt.alpha,
+        "teacher": "the frozen general model (adaptive knowledge preservation)",
+        "dtr_admitted_fraction_by_step": _every(gen_res.admitted_fraction + ad_res.admitted_fraction),
+        "expert_domain_mi_bits_by_step": _every(
+            gen_res.expert_domain_mi_bits + ad_res.expert_domain_mi_bits
+        ),
+        "loss_by_step": _every(gen_res.losses + ad_res.losses),
+    }
 
     example, _ = encode_batch([s.text for s in holdout[:2]], max_len=24, pad_to=24)
-    holdout_ids, _ = encode_batch([s.text for s in holdout], max_len=cfg.max_len_tokens)
+    check_rows = holdout[::max(1, len(holdout) // 128)][:128]  # every domain, bounded memory
+    holdout_ids, _ = encode_batch([s.text for s in check_rows], max_len=256)
 
     work = out / ".work"
     report("export to ONNX", 0, None)
@@ -244,7 +280,7 @@ def build_onnx_artifact(
         quant["vs_fp32_holdout"] = {
             "top1_agreement": float(np.mean(int8_hold.argmax(-1) == fp32_out[-1].argmax(-1))),
             "max_abs_diff": float(np.max(np.abs(int8_hold - fp32_out[-1]))),
-            "n": len(holdout),
+            "n": len(check_rows),
         }
     else:
         for f in info.files:
@@ -252,6 +288,9 @@ def build_onnx_artifact(
         summary = summarize_quantized(onnx.load(str(out / "model.onnx"), load_external_data=False))
         quant = {"policy": "none", "matmul_int8": 0, "matmul_fp32": summary["matmul_fp32"]}
     shutil.rmtree(work)
+
+    report("export prefill + decode graphs", 0, None)
+    generation = _export_generation(net, out, holdout)
 
     final = out / "model.onnx"
     report("reference outputs", 0, None)
@@ -324,6 +363,9 @@ def build_onnx_artifact(
             "dtr_threshold": cfg.dtr_threshold,
         },
         "quantization": quant,
+        "generation": generation,
+        "quality": quality,
+        "data": corpus.summary(),
         "build": {
             "seed": seed,
             "train_steps": train_steps,
@@ -335,7 +377,7 @@ def build_onnx_artifact(
             "cache_key": cache_key,
             "train_accuracy": train_acc,
             "holdout_accuracy": holdout_acc,
-            "train_seconds": round(trained.seconds, 3),
+            "train_seconds": round(trained_seconds, 3),
             "export_seconds": round(info.seconds, 3),
             "build_seconds": round(time.perf_counter() - t0, 3),
             "torch_vs_onnx_max_abs_diff": torch_diff,
@@ -347,3 +389,103 @@ def build_onnx_artifact(
     report("manifest", 0, None)
     write_manifest(out, manifest)  # checked against gem/schemas/artifact_manifest.schema.json
     return manifest
+
+
+def _every(values: list[float], points: int = 50) -> list[float]:
+    """At most ``points`` evenly spaced values of a per-step series (for the manifest)."""
+    stride = max(1, len(values) // points)
+    return [round(v, 4) for v in values[::stride]]
+
+
+def _load_corpus(seed: int) -> Any:
+    from gem.corpus import CorpusMissingError, load_corpus
+
+    try:
+        return load_corpus(seed=seed)
+    except CorpusMissingError as exc:
+        raise BuildError(f"GEM's training data is missing: {exc}") from None
+
+
+def quality_report(net: Any, general: Any, train_set: list[Sample], holdout: list[Sample],
+                   seed: int) -> dict[str, Any]:
+    """Macro-F1 (95 % bootstrap CI) of GEM, of the general model before adaptation
+    and of the naive Bayes baseline on the same hold-out; perplexity per domain
+    (tokens are bytes) of GEM and of a byte unigram model; routing health."""
+    from gem.metrics import NaiveBayes, UnigramLM, f1_with_ci, perplexity_with_ci
+    from gem.tokenizer import EOS_ID
+    from gem.train import evaluate
+
+    labels = [s.label for s in holdout]
+    uni = UnigramLM(net.cfg.vocab_size, EOS_ID).fit(train_set)
+    ev, ev_gen = evaluate(net, holdout), evaluate(general, holdout)
+    nll, nll_gen, nll_uni = ev.nll, ev_gen.nll, uni.nll(holdout)
+
+    def ppl_by_domain(per: list[tuple[float, int]]) -> dict[str, Any]:
+        out = {"all": perplexity_with_ci(per, seed)}
+        for d in DOMAINS:
+            rows = [per[i] for i, s in enumerate(holdout) if s.domain == d]
+            if rows:
+                out[d] = perplexity_with_ci(rows, seed)
+        return out
+
+    return {
+        "holdout_n": len(holdout),
+        "tokens": "bytes",
+        "gem": {**f1_with_ci(labels, ev.preds, seed),
+                "perplexity": ppl_by_domain(nll)},
+        "general_before_adaptation": {
+            **f1_with_ci(labels, ev_gen.preds, seed),
+            "perplexity": ppl_by_domain(nll_gen),
+        },
+        "baseline_naive_bayes": f1_with_ci(
+            labels, NaiveBayes().fit(train_set).predict(holdout), seed
+        ),
+        "baseline_unigram": {"perplexity": ppl_by_domain(nll_uni)},
+        "routing": ev.routing,
+    }
+
+
+def _export_generation(net: Any, out: Path, holdout: list[Sample]) -> dict[str, Any]:
+    """prefill.onnx + decode.onnx + generation.json (reference prompts and the
+    tokens torch's greedy decoding produces); BuildError when onnxruntime's
+    greedy decoding of the exported graphs gives other tokens."""
+    from gem.export.generation import (
+        DECODE_INPUTS, OUTPUTS, PREFILL_INPUTS, export_generation, greedy_onnx, greedy_torch,
+    )
+
+    files, seconds = export_generation(net, out)
+    pre, dec = make_session(files[0]), make_session(files[1])
+    prompts = []
+    for d in ("healthcare", "law", "multilingual"):
+        text = next(s.text for s in holdout if s.domain == d)
+        ids = [BOS_ID, *text.encode("utf-8")][: GEN_PROMPT_BYTES + 1]
+        want = greedy_torch(net, ids, GEN_NEW_TOKENS)
+        got = greedy_onnx(pre, dec, ids, GEN_NEW_TOKENS)
+        if got != want:
+            raise BuildError(
+                f"greedy decoding with prefill.onnx/decode.onnx gives {got}, torch gives "
+                f"{want} for a {d} prompt; the generation export is wrong"
+            )
+        prompts.append({"domain": d, "input_ids": ids, "expected_tokens": want})
+    (out / GEN_FILE).write_text(json.dumps({"new_tokens": GEN_NEW_TOKENS, "prompts": prompts}))
+    cfg = net.cfg
+    return {
+        "prefill": files[0].name,
+        "decode": files[1].name,
+        "reference_file": GEN_FILE,
+        "tokens": "bytes",
+        "precision": "fp32",
+        "prefill_inputs": list(PREFILL_INPUTS),
+        "decode_inputs": list(DECODE_INPUTS),
+        "outputs": list(OUTPUTS),
+        "cache_shape": ["layers", "batch", "heads", "positions", "head_dim"],
+        "n_layers": cfg.n_layers,
+        "n_heads": cfg.n_heads,
+        "head_dim": cfg.d_model // cfg.n_heads,
+        "num_experts": cfg.num_experts,
+        "eos_id": EOS_ID,
+        "bos_id": BOS_ID,
+        "max_len_tokens": cfg.max_len_tokens,
+        "parity": "greedy tokens equal torch's on every reference prompt (checked at build)",
+        "export_seconds": round(seconds, 3),
+    }
