@@ -299,7 +299,7 @@ class GemModel(nn.Module):
             self.layers = nn.ModuleList(GemLayer(cfg) for _ in range(cfg.n_layers))
             self.ln_final = nn.LayerNorm(cfg.d_model)
             self.head = Proj(cfg.d_model, cfg.num_classes)
-            self.lm_head = Proj(cfg.d_model, cfg.vocab_size)
+            self.next_token = Proj(cfg.d_model, cfg.vocab_size)
         # Prebuilt causal mask, one row longer than max_len so slicing for any
         # T <= max_len is a plain Slice in ONNX with no boundary case.
         n = cfg.max_len_tokens + 1
@@ -387,12 +387,12 @@ class GemModel(nn.Module):
         x, not_pad, _, per_layer = self.body(input_ids, want_stats=True)
         w = not_pad.unsqueeze(-1)
         pooled = (x * w).sum(1) / w.sum(1).clamp(min=1.0)
-        return self.head(pooled), self.lm_head(x), self._collect(per_layer, not_pad)
+        return self.head(pooled), self.next_token(x), self._collect(per_layer, not_pad)
 
     def lm_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Next-token logits float32 [batch, seq, vocab] (position t predicts t+1)."""
         x, _, _, _ = self.body(input_ids)
-        return self.lm_head(x)
+        return self.next_token(x)
 
     def step(
         self,
@@ -410,7 +410,7 @@ class GemModel(nn.Module):
         if past_k is not None and past_v is not None and route_sum is not None:
             cache = [(past_k[i], past_v[i], route_sum[i]) for i in range(self.cfg.n_layers)]
         x, _, new, _ = self.body(input_ids, cache)
-        logits = self.lm_head(x[:, -1])
+        logits = self.next_token(x[:, -1])
         return (
             logits,
             torch.stack([c[0] for c in new]),

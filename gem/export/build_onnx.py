@@ -230,7 +230,9 @@ def build_onnx_artifact(
         "adapt_preservation_weights": omega,
         "adapt_alpha": adapt.alpha,
         "teacher": "the frozen general model (adaptive knowledge preservation)",
-        "dtr_admitted_fraction_by_step": _every(gen_res.admitted_fraction + ad_res.admitted_fraction),
+        "dtr_admitted_fraction_by_step": _every(
+            gen_res.admitted_fraction + ad_res.admitted_fraction
+        ),
         "expert_domain_mi_bits_by_step": _every(
             gen_res.expert_domain_mi_bits + ad_res.expert_domain_mi_bits
         ),
@@ -450,7 +452,12 @@ def _export_generation(net: Any, out: Path, holdout: list[Sample]) -> dict[str, 
     tokens torch's greedy decoding produces); BuildError when onnxruntime's
     greedy decoding of the exported graphs gives other tokens."""
     from gem.export.generation import (
-        DECODE_INPUTS, OUTPUTS, PREFILL_INPUTS, export_generation, greedy_onnx, greedy_torch,
+        DECODE_INPUTS,
+        OUTPUTS,
+        PREFILL_INPUTS,
+        export_generation,
+        greedy_onnx,
+        greedy_torch,
     )
 
     files, seconds = export_generation(net, out)

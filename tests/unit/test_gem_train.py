@@ -50,6 +50,7 @@ def test_training_learns_with_healthy_routing() -> None:
     fraction (the capacity loss) and SCAR's selections carry domain information."""
     model = build_model(TINY)
     before = accuracy(model, DATA)
+    mi_before = min(evaluate(model, DATA).routing["expert_domain_mi_bits"])
     res = train(model, DATA, TrainOptions(steps=40, batch_size=16, max_len=64, lr=1e-2))
     first, last = sum(res.losses[:3]) / 3, sum(res.losses[-3:]) / 3
     assert last < first, res.losses
@@ -58,7 +59,9 @@ def test_training_learns_with_healthy_routing() -> None:
     assert all(abs(f - TINY.dtr_capacity) < 0.2 for f in watched), watched
     ev = evaluate(model, DATA)
     assert abs(ev.routing["dtr_admitted_fraction"] - TINY.dtr_capacity) < 0.2, ev.routing
-    assert min(ev.routing["expert_domain_mi_bits"]) > 0.5, ev.routing
+    # the plug-in estimate's bias here is ~0.14 bits; specialisation must clear it
+    mi = min(ev.routing["expert_domain_mi_bits"])
+    assert mi > 0.3 and mi > mi_before + 0.1, (mi_before, ev.routing)
     for load in ev.routing["expert_load_share"]:
         assert sum(x > 0 for x in load) >= TINY.num_experts // 2, load  # no collapse
     assert len(ev.nll) == len(DATA) and all(n > 0 and c > 0 for n, c in ev.nll)

@@ -129,6 +129,9 @@ def test_artifact_build_progress_goes_to_stderr_never_stdout(tmp_path: Path) -> 
     """A real build in a child whose stderr is a pipe: plain stage lines there, stdout empty."""
     pytest.importorskip("torch", reason="building GEM tiny needs torch (pip install torch==2.13.0)")
     pytest.importorskip("onnx", reason="building GEM tiny needs onnx")
+    from tests.support.corpus import require_corpus
+
+    require_corpus()
     code = ("import sys; from harness.artifacts import build_artifact; "
             f"build_artifact('tiny', 'fp32', cache_dir={str(tmp_path)!r})")
     env = {k: v for k, v in os.environ.items() if k != "CI"}
