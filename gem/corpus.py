@@ -39,7 +39,7 @@ import gettext
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,42 +248,42 @@ def _family_of_name(syn: _Synset) -> str | None:
     return None
 
 
-def _wordnet_docs(folder: Path) -> list[Doc]:
-    syn = _read_wordnet(folder)
-    topic_memo: dict[str, str | None] = {}
-
-    def topic_family(key: str, depth: int = 0) -> str | None:
-        """Family of a topic-domain synset: by its name, else its hypernyms'."""
-        if key in topic_memo:
-            return topic_memo[key]
-        topic_memo[key] = None  # cycle guard
-        s = syn[key]
-        fam = _family_of_name(s)
-        if fam is None and depth < 8:
-            for sym, k in s.ptrs:
-                if sym in _HYPERNYM and (fam := topic_family(k, depth + 1)):
-                    break
-        topic_memo[key] = fam
-        return fam
-
+def _inherited(
+    syn: dict[str, _Synset], own: Callable[[_Synset], str | None], max_depth: int
+) -> Callable[[str], str | None]:
+    """key -> ``own(synset)``, else the first hypernym's inherited value (memoised,
+    cycle-safe, at most ``max_depth`` levels up)."""
     memo: dict[str, str | None] = {}
 
-    def domain(key: str, depth: int = 0) -> str | None:
-        """Topic family of a synset, inherited from its hypernyms (nearest wins)."""
+    def find(key: str, depth: int = 0) -> str | None:
         if key in memo:
             return memo[key]
-        memo[key] = None
+        memo[key] = None  # cycle guard
         s = syn[key]
-        fam = None
-        for sym, k in s.ptrs:
-            if sym == ";c" and (fam := topic_family(k)):
-                break
-        if fam is None and depth < 12:
+        fam = own(s)
+        if fam is None and depth < max_depth:
             for sym, k in s.ptrs:
-                if sym in _HYPERNYM and (fam := domain(k, depth + 1)):
+                if sym in _HYPERNYM and (fam := find(k, depth + 1)):
                     break
         memo[key] = fam
         return fam
+
+    return find
+
+
+def _wordnet_docs(folder: Path) -> list[Doc]:
+    syn = _read_wordnet(folder)
+    # family of a topic-domain synset: by its name, else its hypernyms'
+    topic_family = _inherited(syn, _family_of_name, 8)
+
+    def own_topic(s: _Synset) -> str | None:
+        for sym, k in s.ptrs:
+            if sym == ";c" and (fam := topic_family(k)):
+                return fam
+        return None
+
+    # topic family of any synset, inherited from its hypernyms (nearest wins)
+    domain = _inherited(syn, own_topic, 12)
 
     docs: list[Doc] = []
     for key, s in syn.items():
