@@ -148,7 +148,7 @@ _CONFIGS: dict[str, GemConfig] = {
         dtr_capacity=0.5,
         dtr_threshold=0.5,
         router_dim=64,
-        train_steps=240,
+        train_steps=120,
         train_lr=1e-3,
         train_batch_size=16,
     ),
