@@ -28,13 +28,17 @@ from gem.export.onnx import make_session
 
 
 def _median_ms(fn, runs: int) -> float:
+    """Median of ``runs`` timed calls after one warm-up (min when --stat min)."""
     fn()
     out = []
     for _ in range(runs):
         t = time.perf_counter_ns()
         fn()
         out.append((time.perf_counter_ns() - t) / 1e6)
-    return statistics.median(out)
+    return min(out) if _STAT == "min" else statistics.median(out)
+
+
+_STAT = "median"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,9 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512, 1024])
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--artifact-dir", type=Path, default=None,
+                    help="an already built artifact folder (instead of --model/--cache-dir)")
+    ap.add_argument("--stat", choices=("median", "min"), default="median",
+                    help="min is the least disturbed by neighbours on a shared machine")
     args = ap.parse_args(argv)
-    folder = build_artifact(args.model, args.variant, cache_dir=args.cache_dir)
-    gen = load_manifest(folder)["generation"]
+    global _STAT
+    _STAT = args.stat
+    folder = args.artifact_dir or build_artifact(args.model, args.variant,
+                                                 cache_dir=args.cache_dir)
+    gen = load_manifest(folder)["generation"]  # generation graphs are fp32 in both variants
     pre = make_session(folder / gen["prefill"])
     dec = make_session(folder / gen["decode"])
     rows = []
@@ -57,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         feeds = {"input_ids": ids[:, -1:], "past_k": k, "past_v": v, "past_route_sum": r}
         step = _median_ms(lambda feeds=feeds: dec.run(None, feeds), args.runs * 5)
         rows.append((n, ttft, step))
-    print(f"{args.model}-{args.variant}, onnxruntime 1 thread, tokens are bytes")
+    m = load_manifest(folder)
+    print(f"{m['model']}-{m['variant']}, onnxruntime 1 thread, {args.stat} of {args.runs} "
+          "runs, tokens are bytes")
     print(f"{'context':>8} {'prefill_ms':>11} {'x/doubling':>10} {'decode_step_ms':>15} "
           f"{'x/doubling':>10}")
     for i, (n, ttft, step) in enumerate(rows):
