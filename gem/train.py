@@ -119,6 +119,23 @@ def _draw(
     return [samples[i] for i in torch.randint(0, len(samples), (n,), generator=gen).tolist()]
 
 
+def _prior_weights(
+    samples: Sequence[Sample], opt: TrainOptions, n_focus: int
+) -> Callable[[torch.Tensor], torch.Tensor | None]:
+    """Per-sample weights for the classification loss that undo the focus
+    oversampling: adaptation adapts the language model to the focus domain,
+    while the classifier keeps the training set's class prior (without this the
+    adapted classifier drifts towards the focus class; measured on tiny: hold-out
+    macro-F1 0.44 -> 0.27 over 40 adaptation steps)."""
+    if not n_focus or opt.focus_share <= 0 or opt.focus_domain not in DOMAINS:
+        return lambda domains: None
+    natural = n_focus / len(samples)
+    drawn = opt.focus_share + (1 - opt.focus_share) * natural
+    w_focus, w_other = natural / drawn, (1 - natural) / (1 - drawn)
+    focus_id = DOMAINS.index(opt.focus_domain)
+    return lambda domains: torch.where(domains == focus_id, w_focus, w_other)
+
+
 def train(
     model: GemModel,
     samples: Sequence[Sample],
@@ -146,6 +163,7 @@ def train(
         return opt.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     focus = [i for i, s in enumerate(samples) if s.domain == opt.focus_domain]
+    prior_w = _prior_weights(samples, opt, len(focus))
     if teacher is not None:
         teacher.eval()
     result = TrainResult()
@@ -166,7 +184,9 @@ def train(
             "domain_weights": opt.domain_weights,
             "confidence_weighting": opt.confidence_weighting,
         }
-        cls = knowledge_preservation_loss(cls_logits, labels, t_cls, domain_ids=domains, **kp)
+        cls = knowledge_preservation_loss(
+            cls_logits, labels, t_cls, domain_ids=domains, sample_weights=prior_w(domains), **kp
+        )
         tgt, mask = _lm_targets(ids, cfg.pad_id)
         flat = mask.reshape(-1)
         tok_domains = domains.unsqueeze(1).expand_as(tgt).reshape(-1)[flat]

@@ -105,8 +105,9 @@ def test_decode_with_kv_cache(gem_record):
     assert len(tok["samples_ms"]) == gen["runs"] * (dec["new_tokens"] - 1)
     rate = dec["tokens_per_s"]
     assert len(rate["samples_per_s"]) == gen["runs"] and rate["median_per_s"] > 0
-    # tokens/s and per-token latency describe the same runs
-    assert rate["median_per_s"] == pytest.approx(1000.0 / tok["p50_ms"], rel=0.5)
+    # tokens/s and per-token latency describe the same runs: a run's rate lies
+    # between the slowest and the fastest step's rate
+    assert 1000.0 / tok["max_ms"] <= rate["median_per_s"] <= 1000.0 / tok["min_ms"]
     assert gen["tokens"] == "bytes" and gen["kv_cache_mb"] > 0
     assert gem_record["memory"]["peak_rss_mb"] > gen["kv_cache_mb"]
 

@@ -82,3 +82,19 @@ def test_general_then_adapt_distills_from_the_general_model() -> None:
         not torch.equal(p, q) for p, q in zip(model.parameters(), teacher.parameters(), strict=True)
     )
     assert len(predict(model, DATA[:5])) == 5
+
+
+def test_adaptation_keeps_the_classifier_prior() -> None:
+    """Focus oversampling is undone for the class loss: weighted by the prior
+    weights, the drawn batches have the training set's class shares again."""
+    from gem.train import _prior_weights
+
+    opt = TrainOptions(focus_domain="domain-adaptive", focus_share=0.5)
+    n_focus = sum(s.domain == "domain-adaptive" for s in DATA)
+    w = _prior_weights(DATA, opt, n_focus)
+    focus_id = DOMAINS.index("domain-adaptive")
+    drawn = opt.focus_share + (1 - opt.focus_share) * n_focus / len(DATA)
+    ws = w(torch.tensor([focus_id, 0]))
+    assert float(ws[0]) * drawn == pytest.approx(n_focus / len(DATA))
+    assert float(ws[1]) * (1 - drawn) == pytest.approx(1 - n_focus / len(DATA))
+    assert _prior_weights(DATA, TrainOptions(), 0)(torch.tensor([0])) is None
