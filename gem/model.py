@@ -80,9 +80,8 @@ class Proj(nn.Module):
 class CausalSelfAttention(nn.Module):
     """Multi-head causal attention with an optional KV cache.
 
-    The causal mask comes from the model's prebuilt buffer (one per model, not
-    per layer, so the ONNX file holds it once), already sliced to
-    ``[T, P + T]`` for ``P`` cached positions.
+    The causal mask ``[T, P + T]`` for ``P`` cached positions is computed once
+    per forward pass by the model and shared by the layers.
     """
 
     def __init__(self, cfg: GemConfig) -> None:
@@ -300,12 +299,6 @@ class GemModel(nn.Module):
             self.ln_final = nn.LayerNorm(cfg.d_model)
             self.head = Proj(cfg.d_model, cfg.num_classes)
             self.next_token = Proj(cfg.d_model, cfg.vocab_size)
-        # Prebuilt causal mask, one row longer than max_len so slicing for any
-        # T <= max_len is a plain Slice in ONNX with no boundary case.
-        n = cfg.max_len_tokens + 1
-        self.register_buffer(
-            "causal", torch.tril(torch.ones(n, n, dtype=torch.bool)), persistent=False
-        )
         self.reset_parameters(seed)
 
     @torch.no_grad()
@@ -352,8 +345,10 @@ class GemModel(nn.Module):
             )
         not_pad = (input_ids != self.cfg.pad_id).to(torch.float32)  # [B, T]
         x = self.tok_emb(input_ids) + self.pos_emb[past : past + t]
-        causal = self.causal[past : past + t, : past + t]
-        pos = torch.arange(t, dtype=torch.int64) + past  # [T]
+        pos = torch.arange(t, dtype=torch.int64) + past  # [T] positions of the new tokens
+        # causal mask [T, P + T] computed in the graph: a prebuilt 1025 x 1025
+        # buffer would be a 1 MB constant in every exported graph
+        causal = torch.arange(past + t, dtype=torch.int64).unsqueeze(0) <= pos.unsqueeze(1)
         prefix = (pos < self.cfg.route_tokens).to(torch.float32)
         routing = not_pad * prefix
         eligible = not_pad * (1.0 - prefix)
