@@ -142,8 +142,9 @@ def test_artifact_build_progress_goes_to_stderr_never_stdout(tmp_path: Path) -> 
     lines = [line for line in res.stderr.splitlines() if line.startswith("build tiny-fp32")]
     stages = [line.split(": ", 1)[1] for line in lines]
     assert stages[0].startswith("train 0/") and re.fullmatch(r"train (\d+)/\1", stages[4])
-    assert stages[5:] == ["export to ONNX", "check ONNX against torch", "reference outputs",
-                          "manifest", stages[-1]]
+    assert stages[5:] == ["quality on the hold-out", "export to ONNX",
+                          "check ONNX against torch", "export prefill + decode graphs",
+                          "reference outputs", "manifest", stages[-1]]
     assert stages[-1].startswith("done in ")
     # and a cache hit of the same build prints nothing at all
     again = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
