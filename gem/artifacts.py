@@ -72,6 +72,15 @@ def _source_digests() -> dict[str, str]:
     }
 
 
+def _corpus_fingerprint() -> dict[str, list[int]] | str:
+    from gem.corpus import CorpusMissingError, fingerprint
+
+    try:
+        return fingerprint()
+    except CorpusMissingError:
+        return "missing"  # the build itself then fails, naming the package
+
+
 def _validate(model: str, variant: str, fmt: str) -> None:
     get_config(model)  # raises ValueError listing names
     if fmt not in FORMATS:
@@ -108,6 +117,7 @@ def artifact_key(
         "seed": seed,
         "train_steps": train_steps,
         "versions": _package_versions(fmt),
+        "corpus": _corpus_fingerprint(),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 

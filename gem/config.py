@@ -56,12 +56,18 @@ class GemConfig:
     expert_hidden: int  # hidden width of one expert FFN
     top_k: int  # experts each admitted token attends to (SCAR sparsity)
     dtr_threshold: float  # tokens whose DTR score is below this skip the experts
-    dtr_capacity: float  # at most ceil(dtr_capacity * seq) tokens per sequence reach the experts
+    dtr_capacity: float  # target share of routable tokens the DTR admits (capacity loss)
     router_dim: int  # width of the SCAR query/key space
-    max_len_tokens: int = 256
+    # Context length: positions and the causal mask cover this many tokens (a
+    # language model under test needs prefill benchmarks such as pp512).
+    max_len_tokens: int = 1024
+    # SCAR picks a sequence's experts from its first ``route_tokens`` tokens
+    # (causal: a token at position >= route_tokens depends only on earlier
+    # ones); earlier tokens take the light path only.
+    route_tokens: int = 16
     # Default training recipe of build_artifact() (part of the config, hence of
     # the cache key): a few steps, enough to classify, not a quality target.
-    train_steps: int = 60
+    train_steps: int = 160  # general + adaptation (a quarter) steps
     train_lr: float = 3e-3
     train_batch_size: int = 32
     domains: tuple[str, ...] = field(default=DOMAINS)
@@ -104,6 +110,7 @@ class GemConfig:
         layer = attn + norms + ffn + dtr + scar_router + experts
         embedding = self.vocab_size * d + (self.max_len_tokens + 1) * d
         head = 2 * d + d * self.num_classes + self.num_classes  # final norm + classifier
+        head += d * self.vocab_size + self.vocab_size  # causal LM head (next token)
         total = embedding + self.n_layers * layer + head
         inactive = self.n_layers * (self.num_experts - self.top_k) * one_expert
         unused_embedding_rows = (self.vocab_size - 1) * d + self.max_len_tokens * d
@@ -141,7 +148,7 @@ _CONFIGS: dict[str, GemConfig] = {
         dtr_capacity=0.5,
         dtr_threshold=0.5,
         router_dim=64,
-        train_steps=20,
+        train_steps=120,
         train_lr=1e-3,
         train_batch_size=16,
     ),

@@ -1,29 +1,32 @@
-"""GEM (Generalized Edge Model) in PyTorch.
+"""GEM (Generalized Edge Model) in PyTorch: a causal byte-level language model
+with a domain-classification head on the same body.
 
 Definitions used throughout the project (docs/gem.md repeats them with formulas):
 
 Dynamic Token Router (DTR)
     A per-token scalar gate ``s_t = sigmoid(w . LN(x_t) + b)`` computed in every
-    layer. Tokens with ``s_t >= threshold`` that are not padding are
-    *admitted*; per sequence the ``C = ceil(dtr_capacity * T)`` admitted tokens
-    with the highest ``s_t`` are gathered and sent through the SCAR experts
-    (the heavy path), their expert output scaled by ``s_t``. All other tokens
-    take only the light path (attention + the shared generalist FFN), so the
-    expert work really shrinks. Implemented with masks, TopK and Gather/Scatter
-    (no data-dependent Python control flow), so it exports to ONNX with a
-    dynamic sequence length. Training uses a straight-through estimator for
-    the hard threshold.
+    layer. A token is *admitted* to the experts (the heavy path) iff
+    ``s_t >= threshold``, it is not padding and its position is at least
+    ``route_tokens`` (see SCAR); its expert output is scaled by ``s_t``. Every
+    decision is per token, so the model stays causal (a language model must
+    not let a token's computation depend on later tokens). The share of
+    admitted tokens is *held at a target* ``dtr_capacity`` by a capacity loss
+    in training, ``(admitted share - target)^2`` through a straight-through
+    estimator (gem/train.py); without it the gate collapses (measured: 94 %
+    skipped after 120 steps). In the exported graphs a skipped token's expert
+    output is masked to zero (a data-dependent skip is not a static ONNX graph).
 
 Sparse Cross-Attention Router (SCAR)
     A cross-attention from tokens to the domain expert banks (8 domains x
     ``experts_per_domain`` experts): keys are one learned vector per expert,
     queries ``q_t = W_q LN(x_t)``, logits ``z_te = q_t . k_e / sqrt(r)``. Each
-    sequence selects the ``top_k`` experts with the highest mean logit over its
-    real tokens (domain is a property of the text); each dispatched token
-    attends to those k experts with ``softmax_k(z_te)``. Every other expert gets
-    exactly zero weight and is never computed: the selected experts' stacked
-    weights are gathered and applied with MatMul, so the expert compute per
-    sequence is ``top_k`` experts x C tokens.
+    sequence selects the ``top_k`` experts with the highest summed logit over
+    its first ``route_tokens`` real tokens (domain is a property of the text;
+    the prefix keeps it causal and lets generation carry the choice as a small
+    state, ``route_sum``, beside the KV cache); each admitted token attends to
+    those k experts with ``softmax_k(z_te)``. Every other expert gets exactly
+    zero weight and is never computed: the selected experts' stacked weights
+    are gathered and applied with MatMul.
 
 Experts are *stacked* weights ``w_up [E, d, h]`` / ``w_down [E, h, d]``; the
 selected ones are taken with ``index_select`` (an ONNX Gather of the named
@@ -34,10 +37,13 @@ All other projections use :class:`Proj`, whose weight is stored ``[in, out]``:
 the ONNX MatMul's B input is then the named parameter, which quantize_dynamic
 quantizes and the hybrid policy selects by parameter name.
 
-Forward: ``input_ids`` int64 ``[batch, seq]`` -> ``logits`` float32
-``[batch, num_classes]`` (masked mean pooling over non-pad tokens, then a
-linear classifier). ``forward(ids, return_stats=True)`` also returns routing
-statistics for training and analysis; the exported graph never computes them.
+Heads: ``forward(ids)`` -> class ``logits [batch, num_classes]`` (masked mean
+pooling over non-pad tokens, then a linear classifier); ``lm_logits(ids)`` ->
+next-token logits ``[batch, seq, vocab]``; ``step(ids, past_k, past_v,
+route_sum)`` -> last-token logits plus the updated cache (the prefill and
+decode graphs, :class:`PrefillGraph` / :class:`DecodeGraph`).
+``forward(ids, return_stats=True)`` also returns routing statistics for
+training and analysis; the exported graphs never compute them.
 """
 
 from __future__ import annotations
@@ -72,10 +78,10 @@ class Proj(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal attention.
+    """Multi-head causal attention with an optional KV cache.
 
-    The causal mask comes from the model's prebuilt buffer (one per model, not
-    per layer, so the ONNX file holds it once), already sliced to ``[T, T]``.
+    The causal mask ``[T, P + T]`` for ``P`` cached positions is computed once
+    per forward pass by the model and shared by the layers.
     """
 
     def __init__(self, cfg: GemConfig) -> None:
@@ -87,16 +93,26 @@ class CausalSelfAttention(nn.Module):
         self.qkv = Proj(cfg.d_model, 3 * cfg.d_model)
         self.out = Proj(cfg.d_model, cfg.d_model)
 
-    def forward(self, x: torch.Tensor, causal: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        causal: torch.Tensor,
+        past_k: torch.Tensor | None = None,
+        past_v: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (output, keys, values); keys/values ``[B, H, P + T, hd]``."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=-1)
         q = q.reshape(b, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = k.reshape(b, t, self.n_heads, self.head_dim).transpose(1, 2)
         v = v.reshape(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        if past_k is not None and past_v is not None:
+            k = torch.cat([past_k, k], dim=2)
+            v = torch.cat([past_v, v], dim=2)
         att = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
         att = att.masked_fill(~causal, float("-inf"))
         y = torch.matmul(torch.softmax(att, dim=-1), v)
-        return self.out(y.transpose(1, 2).reshape(b, t, d))
+        return self.out(y.transpose(1, 2).reshape(b, t, d)), k, v
 
 
 class SharedFFN(nn.Module):
@@ -115,38 +131,26 @@ class DynamicTokenRouter(nn.Module):
     """Per-token gate deciding which tokens get the expert (heavy) path.
 
     Score ``s_t = sigmoid(w . x_t + b)``; a token is *admitted* iff
-    ``s_t >= threshold`` and it is not padding. Per sequence at most
-    ``C = ceil(capacity * T)`` tokens are dispatched to the experts: the C with
-    the highest ``m_t * s_t`` (``m`` = admission mask). Only those are gathered
-    into the expert computation, so the DTR really removes work; admitted tokens
-    beyond the capacity are counted as dropped in the routing stats. In training
-    the hard mask uses a straight-through estimator so skipped tokens still get
-    a gradient and can learn to be admitted.
+    ``s_t >= threshold`` and it is ``eligible`` (not padding, position >=
+    route_tokens). In training the hard mask uses a straight-through estimator
+    so skipped tokens still get a gradient (and the capacity loss can move the
+    admitted share towards its target).
     """
 
     def __init__(self, cfg: GemConfig) -> None:
         super().__init__()
         self.threshold = cfg.dtr_threshold
-        self._cap_num, self._cap_den = round(cfg.dtr_capacity * 1000), 1000
         self.score = Proj(cfg.d_model, 1)
 
-    def capacity(self, seq_len: int) -> int:
-        """Tokens per sequence that may take the heavy path (integer arithmetic,
-        so it stays a symbolic expression of the sequence length at export)."""
-        return torch.sym_min(
-            seq_len, (seq_len * self._cap_num + self._cap_den - 1) // self._cap_den
-        )
-
     def forward(
-        self, x: torch.Tensor, not_pad: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (score [B,T], admitted [B,T], sel_w [B,C], sel_t [B,C]):
-        the dispatched tokens' indices ``sel_t`` and their weights ``m * s``."""
+        self, x: torch.Tensor, eligible: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (score [B,T], admitted [B,T] hard 0/1, weight [B,T]): the
+        expert-output weight ``mask * s`` (straight-through mask in training)."""
         s = torch.sigmoid(self.score(x)).squeeze(-1)  # [B, T]
-        hard = (s >= self.threshold).to(s.dtype) * not_pad
-        mask = hard + (s - s.detach()) * not_pad if self.training else hard
-        sel_w, sel_t = (mask * s).topk(self.capacity(x.shape[1]), dim=1)
-        return s, hard, sel_w, sel_t
+        hard = (s >= self.threshold).to(s.dtype) * eligible
+        mask = hard + (s - s.detach()) * eligible if self.training else hard
+        return s, mask, mask * s
 
 
 class SparseCrossAttentionRouter(nn.Module):
@@ -154,18 +158,20 @@ class SparseCrossAttentionRouter(nn.Module):
 
     Keys are one learned vector per expert (``keys [r, E]``); token queries are
     ``q_t = W_q x_t``; the cross-attention logits are ``z_te = q_t . k_e / sqrt(r)``.
-    The sequence selects its ``top_k`` experts from the logits averaged over its
-    real tokens (domain routing is a property of the text); each dispatched
-    token then attends to those k experts with ``softmax_k(z_te)`` and its DTR
-    weight. Every other expert gets exactly zero weight, and its weights are
-    never touched: the selected experts' stacked weights are gathered
-    (``w_up[idx]``) and applied with MatMul, so compute is k experts x C tokens.
+    The sequence selects its ``top_k`` experts from ``route_sum`` -- the logits
+    summed over its first ``route_tokens`` real tokens (passed in by the caller
+    when generating, so a decode step continues the prefill's sum); each
+    admitted token then attends to those k experts with ``softmax_k(z_te)``
+    and its DTR weight. Every other expert gets exactly zero weight and its
+    weights are never touched: the selected experts' stacked weights are
+    gathered (``w_up[idx]``) and applied with MatMul.
     """
 
     def __init__(self, cfg: GemConfig) -> None:
         super().__init__()
         e, d, h = cfg.num_experts, cfg.d_model, cfg.expert_hidden
         self.num_experts, self.top_k, self.router_dim = e, cfg.top_k, cfg.router_dim
+        self.per_domain = cfg.experts_per_domain
         self.query = Proj(d, cfg.router_dim)
         self.keys = nn.Parameter(torch.empty(cfg.router_dim, e))
         self.w_up = nn.Parameter(torch.empty(e, d, h))
@@ -193,47 +199,45 @@ class SparseCrossAttentionRouter(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        not_pad: torch.Tensor,
-        sel_w: torch.Tensor,
-        sel_t: torch.Tensor,
+        routing: torch.Tensor,
+        weight: torch.Tensor,
+        route_sum: torch.Tensor | None = None,
         want_stats: bool = False,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """``routing`` [B,T]: 1 for tokens in the routing prefix; ``weight``
+        [B,T]: the DTR's per-token expert weight. Returns (expert output,
+        updated route_sum [B,E], stats)."""
         b, t, d = x.shape
         k = self.top_k
         z = torch.matmul(self.query(x), self.keys) * (1.0 / math.sqrt(self.router_dim))  # [B,T,E]
-        m = not_pad.unsqueeze(-1)
-        pooled = (z * m).sum(1) / m.sum(1).clamp(min=1.0)  # [B, E]
-        _, idx = pooled.topk(k, dim=-1)  # [B, k] experts of this sequence
+        summed = (z * routing.unsqueeze(-1)).sum(1)  # [B, E]
+        route_sum = summed if route_sum is None else route_sum + summed
+        _, idx = route_sum.topk(k, dim=-1)  # [B, k] experts of this sequence
         attn = torch.softmax(z.gather(2, idx.unsqueeze(1).expand(-1, t, -1)), dim=-1)  # [B,T,k]
-        c = sel_t.shape[1]
-        xs = x.gather(1, sel_t.unsqueeze(-1).expand(-1, -1, d))  # [B, C, d]
-        a = attn.gather(1, sel_t.unsqueeze(-1).expand(-1, -1, k)) * sel_w.unsqueeze(-1)  # [B,C,k]
+        a = attn * weight.unsqueeze(-1)  # [B, T, k]
         flat = idx.reshape(-1)  # index_select keeps the parameter as a named Gather input
         w_up = self.take_experts(self.w_up, flat).reshape(b, k, d, -1)  # [B, k, d, h]
         w_down = self.take_experts(self.w_down, flat).reshape(b, k, -1, d)  # [B, k, h, d]
         b_up = self.take_experts(self.b_up, flat).reshape(b, k, 1, -1)
         b_down = self.take_experts(self.b_down, flat).reshape(b, k, 1, d)
-        hid = torch.matmul(xs.unsqueeze(1), w_up) + b_up
-        y = torch.matmul(F.gelu(hid), w_down) + b_down  # [B, k, C, d]
-        y = (y * a.transpose(1, 2).unsqueeze(-1)).sum(1)  # [B, C, d]
-        out = self.scatter_tokens(x, sel_t, y)
+        hid = torch.matmul(x.unsqueeze(1), w_up) + b_up
+        y = torch.matmul(F.gelu(hid), w_down) + b_down  # [B, k, T, d]
+        out = (y * a.transpose(1, 2).unsqueeze(-1)).sum(1)  # [B, T, d]
         stats: dict[str, torch.Tensor] = {}
         if want_stats:
-            eff = torch.zeros_like(not_pad).scatter(1, sel_t, sel_w)  # [B,T] dispatched weight
-            dense = torch.zeros_like(z).scatter(
-                2, idx.unsqueeze(1).expand(-1, t, -1), attn * eff.unsqueeze(-1)
-            )  # [B, T, E]: exactly k nonzeros per dispatched token
+            dense = torch.zeros_like(z).scatter(2, idx.unsqueeze(1).expand(-1, t, -1), a)
             chosen = torch.zeros(b, self.num_experts, dtype=x.dtype).scatter(1, idx, 1.0)
-            probs = torch.softmax(pooled, dim=-1)
+            probs = torch.softmax(route_sum, dim=-1)
             frac = chosen.mean(0) / k  # share of selections per expert over the batch
+            bank = route_sum.reshape(b, -1, self.per_domain).logsumexp(-1)  # [B, domains]
             stats = {
-                "scar_weights": dense,
-                "expert_load": (dense > 0).to(x.dtype).sum((0, 1)),
-                "dispatched": (sel_w > 0).to(x.dtype).sum(),
-                "capacity": torch.tensor(c),
+                "scar_weights": dense,  # [B, T, E]: exactly k nonzeros per admitted token
+                "expert_load": chosen.sum(0),  # sequences that selected each expert
+                "chosen": chosen,  # [B, E] 0/1
+                "bank_logits": bank,
                 "load_balance_loss": self.num_experts * (frac * probs.mean(0)).sum(),
             }
-        return out, stats
+        return out, route_sum, stats
 
 
 class GemLayer(nn.Module):
@@ -252,18 +256,22 @@ class GemLayer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        not_pad: torch.Tensor,
         causal: torch.Tensor,
+        routing: torch.Tensor,
+        eligible: torch.Tensor,
+        cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
         want_stats: bool = False,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x = x + self.attn(self.ln_attn(x), causal)
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor], dict]:
+        past_k, past_v, route_sum = cache if cache is not None else (None, None, None)
+        a, k, v = self.attn(self.ln_attn(x), causal, past_k, past_v)
+        x = x + a
         x = x + self.ffn(self.ln_ffn(x))
         h = self.ln_route(x)
-        score, admitted, sel_w, sel_t = self.dtr(h, not_pad)
-        y, stats = self.scar(h, not_pad, sel_w, sel_t, want_stats)
+        score, admitted, weight = self.dtr(h, eligible)
+        y, route_sum, stats = self.scar(h, routing, weight, route_sum, want_stats)
         if want_stats:
             stats = {"dtr_score": score, "dtr_admitted": admitted, **stats}
-        return x + y, stats
+        return x + y, (k, v, route_sum), stats
 
 
 @dataclass
@@ -271,26 +279,29 @@ class RoutingStats:
     """Routing statistics of one forward pass (training/analysis only).
 
     Per-layer lists: ``dtr_score``/``dtr_admitted`` ``[B, T]``, ``scar_weights``
-    ``[B, T, E]`` (exactly top_k nonzeros per dispatched token, zero elsewhere),
-    ``expert_load`` ``[E]``; scalars ``skip_fraction`` (share of real tokens the
-    DTR sent down the light path), ``dropped_fraction`` (share of admitted
-    tokens beyond the per-sequence DTR capacity) and the
-    auxiliary losses ``load_balance_loss`` (Switch-style, mean over layers) and
-    ``dtr_mean_score`` (mean gate over real tokens, for a compute-budget loss).
+    ``[B, T, E]`` (exactly top_k nonzeros per admitted token, zero elsewhere),
+    ``expert_load`` ``[E]`` (sequences selecting each expert), ``chosen``
+    ``[B, E]`` 0/1, ``bank_logits`` ``[B, domains]`` (the routing score per
+    domain bank); ``admitted_fraction`` (straight-through share of eligible
+    tokens the DTR admitted, mean over layers: the capacity loss's input),
+    ``skip_fraction`` (share of eligible tokens sent down the light path) and
+    the Switch-style ``load_balance_loss`` (mean over layers).
     """
 
     dtr_score: list[torch.Tensor]
     dtr_admitted: list[torch.Tensor]
     scar_weights: list[torch.Tensor]
     expert_load: list[torch.Tensor]
+    chosen: list[torch.Tensor]
+    bank_logits: list[torch.Tensor]
+    admitted_fraction: torch.Tensor
     skip_fraction: float
-    dropped_fraction: float
     load_balance_loss: torch.Tensor
-    dtr_mean_score: torch.Tensor
 
 
 class GemModel(nn.Module):
-    """GEM classifier: byte embeddings -> n_layers GemLayer -> pooled -> logits."""
+    """GEM: byte embeddings -> n_layers GemLayer -> final norm -> LM head (next
+    byte) and pooled classifier head (domain)."""
 
     def __init__(self, cfg: GemConfig, seed: int = 0) -> None:
         super().__init__()
@@ -304,20 +315,17 @@ class GemModel(nn.Module):
             self.layers = nn.ModuleList(GemLayer(cfg) for _ in range(cfg.n_layers))
             self.ln_final = nn.LayerNorm(cfg.d_model)
             self.head = Proj(cfg.d_model, cfg.num_classes)
-        # Prebuilt causal mask, one row longer than max_len so slicing [:T, :T]
-        # for any T <= max_len is a plain Slice in ONNX with no boundary case.
-        n = cfg.max_len_tokens + 1
-        self.register_buffer(
-            "causal", torch.tril(torch.ones(n, n, dtype=torch.bool)), persistent=False
-        )
+            self.next_token = Proj(cfg.d_model, cfg.vocab_size)
         self.reset_parameters(seed)
 
     @torch.no_grad()
     def reset_parameters(self, seed: int) -> None:
         """Deterministic init from ``seed`` with a private generator (the global
-        RNG state neither matters nor changes)."""
+        RNG state neither matters nor changes). Residual output projections are
+        scaled by 1/sqrt(2 L) (GPT-2), which keeps early training stable."""
         g = torch.Generator().manual_seed(seed)
         d = self.cfg.d_model
+        resid = 1.0 / math.sqrt(2 * self.cfg.n_layers)
         for name, p in self.named_parameters():
             if name.endswith("dtr.score.weight"):
                 # Small spread around the threshold: at init roughly half of the
@@ -334,24 +342,48 @@ class GemModel(nn.Module):
             else:
                 fan_in = p.shape[-2] if p.dim() >= 2 else p.shape[0]
                 p.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=g)
+                if name.endswith(("attn.out.weight", "ffn.down.weight", "w_down")):
+                    p.mul_(resid)
+
+    def body(
+        self,
+        input_ids: torch.Tensor,
+        cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
+        want_stats: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, list, list[dict]]:
+        """Hidden states [B,T,d] after the final norm, the not-pad mask, the new
+        per-layer caches and per-layer stats. ``cache`` holds each layer's
+        (past_k, past_v, route_sum) for positions already seen."""
+        t = input_ids.shape[1]
+        past = 0 if cache is None else cache[0][0].shape[2]
+        if isinstance(t, int) and isinstance(past, int) and past + t > self.cfg.max_len_tokens:
+            raise ValueError(
+                f"sequence of {past + t} tokens exceeds max_len_tokens={self.cfg.max_len_tokens}"
+            )
+        not_pad = (input_ids != self.cfg.pad_id).to(torch.float32)  # [B, T]
+        x = self.tok_emb(input_ids) + self.pos_emb[past : past + t]
+        pos = torch.arange(t, dtype=torch.int64) + past  # [T] positions of the new tokens
+        # causal mask [T, P + T] computed in the graph: a prebuilt 1025 x 1025
+        # buffer would be a 1 MB constant in every exported graph
+        causal = torch.arange(past + t, dtype=torch.int64).unsqueeze(0) <= pos.unsqueeze(1)
+        prefix = (pos < self.cfg.route_tokens).to(torch.float32)
+        routing = not_pad * prefix
+        eligible = not_pad * (1.0 - prefix)
+        new_cache = []
+        per_layer: list[dict[str, torch.Tensor]] = []
+        for i, layer in enumerate(self.layers):
+            x, c, stats = layer(
+                x, causal, routing, eligible, None if cache is None else cache[i], want_stats
+            )
+            new_cache.append(c)
+            per_layer.append(stats)
+        return self.ln_final(x), not_pad, new_cache, per_layer
 
     def forward(
         self, input_ids: torch.Tensor, return_stats: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, RoutingStats]:
-        """``input_ids`` int64 [batch, seq] -> logits float32 [batch, num_classes]."""
-        t = input_ids.shape[1]
-        if isinstance(t, int) and t > self.cfg.max_len_tokens:
-            raise ValueError(
-                f"sequence of {t} tokens exceeds max_len_tokens={self.cfg.max_len_tokens}"
-            )
-        not_pad = (input_ids != self.cfg.pad_id).to(torch.float32)  # [B, T]
-        x = self.tok_emb(input_ids) + self.pos_emb[:t]
-        causal = self.causal[:t, :t]
-        per_layer: list[dict[str, torch.Tensor]] = []
-        for layer in self.layers:
-            x, stats = layer(x, not_pad, causal, return_stats)
-            per_layer.append(stats)
-        x = self.ln_final(x)
+        """``input_ids`` int64 [batch, seq] -> class logits float32 [batch, num_classes]."""
+        x, not_pad, _, per_layer = self.body(input_ids, want_stats=return_stats)
         w = not_pad.unsqueeze(-1)
         pooled = (x * w).sum(1) / w.sum(1).clamp(min=1.0)
         logits = self.head(pooled)
@@ -359,23 +391,63 @@ class GemModel(nn.Module):
             return logits
         return logits, self._collect(per_layer, not_pad)
 
+    def both(
+        self, input_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, RoutingStats]:
+        """(class logits [B,C], next-token logits [B,T,V], stats): one body pass
+        for training both heads."""
+        x, not_pad, _, per_layer = self.body(input_ids, want_stats=True)
+        w = not_pad.unsqueeze(-1)
+        pooled = (x * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return self.head(pooled), self.next_token(x), self._collect(per_layer, not_pad)
+
+    def lm_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Next-token logits float32 [batch, seq, vocab] (position t predicts t+1)."""
+        x, _, _, _ = self.body(input_ids)
+        return self.next_token(x)
+
+    def step(
+        self,
+        input_ids: torch.Tensor,
+        past_k: torch.Tensor | None = None,
+        past_v: torch.Tensor | None = None,
+        route_sum: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One generation step: prefill (no cache) or decode (with the cache).
+
+        Cache tensors are stacked over layers: ``past_k``/``past_v`` ``[L, B, H,
+        P, hd]``, ``route_sum`` ``[L, B, E]``. Returns (last-token logits [B, V],
+        present_k, present_v, route_sum) with ``P + T`` cached positions."""
+        cache = None
+        if past_k is not None and past_v is not None and route_sum is not None:
+            cache = [(past_k[i], past_v[i], route_sum[i]) for i in range(self.cfg.n_layers)]
+        x, _, new, _ = self.body(input_ids, cache)
+        logits = self.next_token(x[:, -1])
+        return (
+            logits,
+            torch.stack([c[0] for c in new]),
+            torch.stack([c[1] for c in new]),
+            torch.stack([c[2] for c in new]),
+        )
+
     def _collect(
         self, per_layer: list[dict[str, torch.Tensor]], not_pad: torch.Tensor
     ) -> RoutingStats:
-        real = not_pad.sum().clamp(min=1.0)
-        admitted = sum(s["dtr_admitted"].sum() for s in per_layer)
-        dispatched = sum(s["dispatched"] for s in per_layer)
         n_layers = len(per_layer)
+        t = not_pad.shape[1]
+        eligible = not_pad * (torch.arange(t) >= self.cfg.route_tokens).to(not_pad.dtype)
+        n_el = eligible.sum().clamp(min=1.0)
+        frac = sum(s["dtr_admitted"].sum() for s in per_layer) / (n_el * n_layers)
         return RoutingStats(
             dtr_score=[s["dtr_score"] for s in per_layer],
-            dtr_admitted=[s["dtr_admitted"] for s in per_layer],
+            dtr_admitted=[s["dtr_admitted"].detach().round() for s in per_layer],
             scar_weights=[s["scar_weights"] for s in per_layer],
             expert_load=[s["expert_load"] for s in per_layer],
-            skip_fraction=float(1.0 - admitted / (real * n_layers)),
-            dropped_fraction=float(1.0 - dispatched / admitted.clamp(min=1.0)),
+            chosen=[s["chosen"] for s in per_layer],
+            bank_logits=[s["bank_logits"] for s in per_layer],
+            admitted_fraction=frac,
+            skip_fraction=float(1.0 - frac.detach()) if float(eligible.sum()) > 0 else 0.0,
             load_balance_loss=sum(s["load_balance_loss"] for s in per_layer) / n_layers,
-            dtr_mean_score=sum((s["dtr_score"] * not_pad).sum() for s in per_layer)
-            / (real * n_layers),
         )
 
     def param_counts(self) -> dict[str, int]:
@@ -386,6 +458,31 @@ class GemModel(nn.Module):
             g = quant_group(name)
             out[g] = out.get(g, 0) + p.numel()
         return out
+
+
+class PrefillGraph(nn.Module):
+    """Export wrapper: ``input_ids [B, T]`` -> (logits [B, V] of the last token,
+    present_k, present_v [L, B, H, T, hd], route_sum [L, B, E])."""
+
+    def __init__(self, model: GemModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor):  # noqa: ANN201 - tuple of tensors
+        return self.model.step(input_ids)
+
+
+class DecodeGraph(nn.Module):
+    """Export wrapper: one decode step with the KV cache as explicit inputs and
+    outputs: (input_ids [B, 1], past_k, past_v [L, B, H, P, hd], route_sum
+    [L, B, E]) -> (logits [B, V], present_k, present_v [.., P + 1, ..], route_sum)."""
+
+    def __init__(self, model: GemModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, past_k, past_v, route_sum):  # noqa: ANN001, ANN201
+        return self.model.step(input_ids, past_k, past_v, route_sum)
 
 
 def build_model(cfg: GemConfig, seed: int = 0) -> GemModel:

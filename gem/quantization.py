@@ -49,6 +49,7 @@ QUANT_GROUPS: dict[str, tuple[str, ...]] = {
     "router": ("dtr.", "scar.query.", "scar.keys"),
     "embedding": ("tok_emb.", "pos_emb"),
     "norm": ("ln_attn.", "ln_ffn.", "ln_route.", "ln_final."),
+    "lm_head": ("next_token.",),  # the causal LM head (GemModel.next_token)
     "classifier": ("head.",),
 }
 

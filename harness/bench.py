@@ -364,6 +364,7 @@ class DeviceSession:
         else:
             stopping["why_not_sequential"] = run.stop_rule_reason
         record.update({
+            "generation": generation_fields(out.get("generation"), summarize),
             "latency_ms": latency,
             "cold_start_ms": cold,
             "memory": memory,
@@ -538,6 +539,32 @@ def ab_fields(ab: Mapping[str, Any], baseline: LocalArtifact, candidate_ms: list
         "baseline_runtime": ab.get("runtime"),
         "order": ab.get("order"),
         "comparison": compare_paired(base_ms, candidate_ms).as_dict(),
+    }
+
+
+def generation_fields(gen: dict[str, Any] | None, summarize: Any) -> dict[str, Any] | None:
+    """The record's ``generation`` block from the agent's pp/tg runs (None when
+    the artifact has no generation graphs): raw samples in ms kept, percentiles
+    with CIs (harness.stats.summarize), tokens/s as the median over runs with
+    its CI. Tokens are the model's tokens (GEM: bytes), named in ``tokens``."""
+    if not gen:
+        return None
+    ttft = [x / 1e6 for x in gen["prefill"]["ttft_samples_ns"]]
+    step = [x / 1e6 for x in gen["decode"]["token_samples_ns"]]
+    rate = [float(x) for x in gen["decode"]["tokens_per_s_samples"]]
+    rate_s = summarize(rate)
+    return {
+        "tokens": gen.get("tokens", "tokens"),
+        "parity": gen["parity"],
+        "runs": gen.get("runs"),
+        "prefill": {"run": gen["prefill"]["run"], "prompt_tokens": gen["prefill"]["prompt_tokens"],
+                    "ttft_ms": {"samples_ms": ttft, **summarize(ttft)}},
+        "decode": {"run": gen["decode"]["run"], "prompt_tokens": gen["decode"]["prompt_tokens"],
+                   "new_tokens": gen["decode"]["new_tokens"],
+                   "token_latency_ms": {"samples_ms": step, **summarize(step)},
+                   "tokens_per_s": {"samples_per_s": rate, "median_per_s": rate_s["p50_ms"],
+                                    "median_ci_per_s": rate_s["p50_ci_ms"]}},
+        "kv_cache_mb": gen["kv_cache_bytes"] / (1024 * 1024),
     }
 
 

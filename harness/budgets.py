@@ -44,6 +44,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("energy_per_inference_mj", "mJ", "max", True, "energy per inference above idle"),
     Metric("cpu_fallback_ops", "ops", "max", False,
            "ops meant for the accelerator that ran on the CPU (0 when no accelerator is used)"),
+    Metric("ttft_p95_ms", "ms", "max", True,
+           "time to first token of the ppN prefill (95th percentile over runs)"),
+    Metric("decode_token_p95_ms", "ms", "max", True,
+           "per-token decode latency with the KV cache (95th percentile, tgM)"),
+    Metric("decode_tokens_per_s", "tokens/s", "min", True,
+           "decode throughput (median over tgM runs; GEM's tokens are bytes)"),
 )}
 
 
@@ -273,4 +279,13 @@ def record_measurements(rec: Mapping[str, Any]) -> dict[str, Measurement]:
                                                  hi if hi is not None else e)
     fallback = (rec.get("op_placement") or {}).get("cpu_fallback_ops")
     out["cpu_fallback_ops"] = Measurement.exact(float(fallback) if fallback is not None else None)
+    gen = rec.get("generation") or {}
+    if gen:
+        ttft = gen["prefill"]["ttft_ms"]
+        out["ttft_p95_ms"] = Measurement(ttft["p95_ms"], *_ci(ttft.get("p95_ci_ms")))
+        tok = gen["decode"]["token_latency_ms"]
+        out["decode_token_p95_ms"] = Measurement(tok["p95_ms"], *_ci(tok.get("p95_ci_ms")))
+        rate = gen["decode"]["tokens_per_s"]
+        out["decode_tokens_per_s"] = Measurement(rate["median_per_s"],
+                                                 *_ci(rate.get("median_ci_per_s")))
     return out

@@ -16,6 +16,16 @@ def _num(x: Any) -> str:
     return str(x)
 
 
+def generation_runs(rec: Mapping[str, Any]) -> dict[str, str]:
+    """Generation metrics -> the llama-bench name of the run they come from
+    (``ttft_p95_ms`` -> ``pp128``, decode metrics -> ``tg64``), for table labels."""
+    gen = rec.get("generation") or {}
+    if not gen:
+        return {}
+    pp, tg = gen["prefill"]["run"], gen["decode"]["run"]
+    return {"ttft_p95_ms": pp, "decode_token_p95_ms": tg, "decode_tokens_per_s": tg}
+
+
 def verdict_rows(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, ...]]:
     rows = []
     for rec in records:
@@ -24,11 +34,13 @@ def verdict_rows(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, ...]]:
         if rec.get("error"):
             rows.append((dev, art, "-", "-", "-", "-", f"ERROR: {rec['error']['kind']}"))
             continue
+        runs = generation_runs(rec)
         for v in rec["verdicts"]:
             op = "<=" if v["direction"] == "max" else ">="
             ci = "-" if v["ci_low"] is None and v["ci_high"] is None else \
                 f"[{_end(v['ci_low'], '-inf')}, {_end(v['ci_high'], 'unbounded')}]"
-            rows.append((dev, art, v["metric"], _num(v["measured"]), ci,
+            metric = v["metric"] + (f" ({runs[v['metric']]})" if v["metric"] in runs else "")
+            rows.append((dev, art, metric, _num(v["measured"]), ci,
                          f"{op} {_num(v['limit'])}", v["verdict"].upper()))
         if not rec["validity"]["valid"]:
             rows.append((dev, art, "validity", "-", "-", "-", "INVALID (see below)"))

@@ -1119,6 +1119,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     if ab is not None:
         ab["baseline_samples_ns"] = timed["arm_samples"][1]
         ab["order"] = "pairs, arm order drawn at random per pair (seeded)"
+    generation = run_generation(np, args, manifest)  # after the forward window; own timing
     return {
         "ab": ab,
         "ok": True,
@@ -1138,6 +1139,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "host": {**host_facts(), "boot_id": boot_id()},
         "sysfs_samples": sampler.samples if sampler else {},
         "sample_interval_ms": sampler.interval_ms if sampler else None,
+        "generation": generation,
     }
 
 
@@ -1287,6 +1289,91 @@ def timed_loop(np, arms: list[list], args: argparse.Namespace, stop_rule: dict |
     }
 
 
+# ------------------------------------------------------------- generation
+#
+# Generative benchmarks of an artifact that ships prefill + decode graphs
+# (manifest "generation"): named as llama-bench names them, ppN = prefill of an
+# N-token prompt (time to first token), tgM = M new tokens decoded one at a
+# time with the KV cache. Tokens are the model's tokens (GEM: bytes).
+
+
+def _gen_sessions(manifest: dict, artifact_dir: str, threads: int):
+    gen = manifest["generation"]
+    pre = OnnxRuntimeAdapter(os.path.join(artifact_dir, gen["prefill"]), threads)
+    dec = OnnxRuntimeAdapter(os.path.join(artifact_dir, gen["decode"]), threads)
+    return gen, pre, dec
+
+
+def _greedy(np, pre, dec, prompt, new_tokens: int, perf=time.perf_counter_ns):
+    """Greedy decoding; returns (tokens, ttft_ns, per-token decode ns, cache bytes).
+
+    TTFT = prefill run + argmax of the first token; each decode sample = one
+    decode-step run + its argmax (what a user waits for per token)."""
+    a = perf()
+    logits, k, v, r = pre.run({"input_ids": prompt})
+    nxt = int(np.argmax(logits[0]))
+    ttft = perf() - a
+    tokens, steps = [nxt], []
+    for _ in range(new_tokens - 1):
+        a = perf()
+        logits, k, v, r = dec.run({"input_ids": np.asarray([[nxt]], dtype=np.int64),
+                                   "past_k": k, "past_v": v, "past_route_sum": r})
+        nxt = int(np.argmax(logits[0]))
+        steps.append(perf() - a)
+        tokens.append(nxt)
+    return tokens, ttft, steps, int(k.nbytes + v.nbytes + r.nbytes)
+
+
+def check_generation(np, pre, dec, gen: dict, artifact_dir: str) -> dict:
+    """Greedy tokens on the reference prompts vs the host's torch greedy tokens."""
+    text = read_text(os.path.join(artifact_dir, gen["reference_file"]))
+    if text is None:
+        raise AgentFailure("artifact", f"generation reference {gen['reference_file']} missing",
+                           EXIT_ARTIFACT)
+    data = json.loads(text)
+    same = total = 0
+    for p in data["prompts"]:
+        want = [int(t) for t in p["expected_tokens"]]
+        got, _, _, _ = _greedy(np, pre, dec, np.asarray([p["input_ids"]], dtype=np.int64),
+                               len(want))
+        same += sum(int(a == b) for a, b in zip(got, want, strict=True))
+        total += len(want)
+    return {"prompts": len(data["prompts"]), "token_agreement": same / total if total else 0.0,
+            "passed": same == total}
+
+
+def run_generation(np, args: argparse.Namespace, manifest: dict) -> dict | None:
+    """pp/tg benchmarks: ``gen_runs`` timed runs after one warm-up run, each a
+    prefill of ``prefill_tokens`` then ``decode_tokens`` greedy steps."""
+    if "generation" not in manifest or args.gen_runs <= 0:
+        return None
+    gen, pre, dec = _gen_sessions(manifest, args.artifact_dir, args.threads)
+    parity = check_generation(np, pre, dec, gen, args.artifact_dir)
+    n, m = args.prefill_tokens, args.decode_tokens
+    max_len = int(gen.get("max_len_tokens", manifest.get("max_len_tokens", n + m)))
+    if n < 1 or m < 1 or n + m > max_len:
+        raise AgentFailure("usage", f"prefill {n} + decode {m} tokens must be >= 1 each and "
+                           f"fit the context of {max_len} tokens", EXIT_USAGE)
+    prompt = bench_input(np, manifest, n, args.seed)[manifest["inputs"][0]["name"]]
+    _greedy(np, pre, dec, prompt, m)  # warm-up
+    ttft, steps, per_s = [], [], []
+    cache_bytes = 0
+    for _ in range(args.gen_runs):
+        _, t, s, cache_bytes = _greedy(np, pre, dec, prompt, m)
+        ttft.append(t)
+        steps.extend(s)
+        per_s.append(len(s) / (sum(s) / 1e9) if s else 0.0)
+    return {
+        "tokens": gen.get("tokens", "tokens"),
+        "parity": parity,
+        "prefill": {"run": f"pp{n}", "prompt_tokens": n, "ttft_samples_ns": ttft},
+        "decode": {"run": f"tg{m}", "prompt_tokens": n, "new_tokens": m,
+                   "token_samples_ns": steps, "tokens_per_s_samples": per_s},
+        "kv_cache_bytes": cache_bytes,
+        "runs": args.gen_runs,
+    }
+
+
 class _UsageError(Exception):
     pass
 
@@ -1309,6 +1396,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-count", type=int, default=2000)
     p.add_argument("--max-duration-s", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prefill-tokens", type=int, default=128, help="ppN: prompt length")
+    p.add_argument("--decode-tokens", type=int, default=64, help="tgM: new tokens")
+    p.add_argument("--gen-runs", type=int, default=5,
+                   help="timed generation runs (0: no generation benchmark)")
     p.add_argument("--sample-path", action="append", default=[])
     p.add_argument("--sample-interval-ms", type=float, default=MIN_SAMPLE_INTERVAL_MS,
                    help=f"sensor sampling period, at least {MIN_SAMPLE_INTERVAL_MS:g} ms")

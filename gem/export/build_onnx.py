@@ -22,6 +22,7 @@ edge case, 1e-2 leaves ~6x headroom, and top-1 agreement stays exact.
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import time
@@ -38,11 +39,14 @@ from gem.export.common import model_fields, train_fields, train_model
 from gem.export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx, make_session, run_session
 from gem.manifest import MANIFEST_VERSION
 from gem.quantization import HYBRID_V1, quantize_onnx, summarize_quantized
-from gem.tokenizer import BOS_ID, encode_batch
+from gem.tokenizer import BOS_ID, EOS_ID, encode_batch
 
 TORCH_PARITY_ATOL = 1e-4  # fp32 ONNX vs torch, checked at build time
 ATOL_FLOOR = {"fp32": 1e-4, "int8": 1e-2}
 REF_FILE = "reference.json"
+GEN_FILE = "generation.json"
+GEN_PROMPT_BYTES = 32  # reference prompts: <bos> + the first bytes of hold-out texts
+GEN_NEW_TOKENS = 16
 
 
 # Reference inputs must sit away from GEM's discrete routing decisions (DTR
@@ -192,7 +196,9 @@ def build_onnx_artifact(
     cfg, net, data, holdout = trained.cfg, trained.net, trained.data, trained.holdout
 
     example, _ = encode_batch([s.text for s in holdout[:2]], max_len=24, pad_to=24)
+    check_rows = trained.check_rows()
     holdout_ids = trained.holdout_ids()
+    quality = trained.quality
 
     work = out / ".work"
     report("export to ONNX", 0, None)
@@ -233,7 +239,7 @@ def build_onnx_artifact(
         quant["vs_fp32_holdout"] = {
             "top1_agreement": float(np.mean(int8_hold.argmax(-1) == fp32_out[-1].argmax(-1))),
             "max_abs_diff": float(np.max(np.abs(int8_hold - fp32_out[-1]))),
-            "n": len(holdout),
+            "n": len(check_rows),
         }
     else:
         for f in info.files:
@@ -241,6 +247,9 @@ def build_onnx_artifact(
         summary = summarize_quantized(onnx.load(str(out / "model.onnx"), load_external_data=False))
         quant = {"policy": "none", "matmul_int8": 0, "matmul_fp32": summary["matmul_fp32"]}
     shutil.rmtree(work)
+
+    report("export prefill + decode graphs", 0, None)
+    generation = _export_generation(net, out, holdout)
 
     final = out / "model.onnx"
     report("reference outputs", 0, None)
@@ -297,6 +306,9 @@ def build_onnx_artifact(
         },
         **model_fields(trained),
         "quantization": quant,
+        "generation": generation,
+        "quality": quality,
+        "data": trained.data_summary,
         "build": {
             "seed": seed,
             "train_steps": train_steps,
@@ -318,3 +330,54 @@ def build_onnx_artifact(
     report("manifest", 0, None)
     write_manifest(out, manifest)  # checked against gem/schemas/artifact_manifest.schema.json
     return manifest
+
+
+def _export_generation(net: Any, out: Path, holdout: list[Sample]) -> dict[str, Any]:
+    """prefill.onnx + decode.onnx + generation.json (reference prompts and the
+    tokens torch's greedy decoding produces); BuildError when onnxruntime's
+    greedy decoding of the exported graphs gives other tokens."""
+    from gem.export.generation import (
+        DECODE_INPUTS,
+        OUTPUTS,
+        PREFILL_INPUTS,
+        export_generation,
+        greedy_onnx,
+        greedy_torch,
+    )
+
+    files, seconds = export_generation(net, out)
+    pre, dec = make_session(files[0]), make_session(files[1])
+    prompts = []
+    for d in ("healthcare", "law", "multilingual"):
+        text = next(s.text for s in holdout if s.domain == d)
+        ids = [BOS_ID, *text.encode("utf-8")][: GEN_PROMPT_BYTES + 1]
+        want = greedy_torch(net, ids, GEN_NEW_TOKENS)
+        got = greedy_onnx(pre, dec, ids, GEN_NEW_TOKENS)
+        if got != want:
+            raise BuildError(
+                f"greedy decoding with prefill.onnx/decode.onnx gives {got}, torch gives "
+                f"{want} for a {d} prompt; the generation export is wrong"
+            )
+        prompts.append({"domain": d, "input_ids": ids, "expected_tokens": want})
+    (out / GEN_FILE).write_text(json.dumps({"new_tokens": GEN_NEW_TOKENS, "prompts": prompts}))
+    cfg = net.cfg
+    return {
+        "prefill": files[0].name,
+        "decode": files[1].name,
+        "reference_file": GEN_FILE,
+        "tokens": "bytes",
+        "precision": "fp32",
+        "prefill_inputs": list(PREFILL_INPUTS),
+        "decode_inputs": list(DECODE_INPUTS),
+        "outputs": list(OUTPUTS),
+        "cache_shape": ["layers", "batch", "heads", "positions", "head_dim"],
+        "n_layers": cfg.n_layers,
+        "n_heads": cfg.n_heads,
+        "head_dim": cfg.d_model // cfg.n_heads,
+        "num_experts": cfg.num_experts,
+        "eos_id": EOS_ID,
+        "bos_id": BOS_ID,
+        "max_len_tokens": cfg.max_len_tokens,
+        "parity": "greedy tokens equal torch's on every reference prompt (checked at build)",
+        "export_seconds": round(seconds, 3),
+    }

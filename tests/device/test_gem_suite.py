@@ -145,6 +145,49 @@ def test_repush_of_unchanged_artifact_is_skipped(gem_record, gem_device, gem_art
     assert res.sha256 == next(f["sha256"] for f in gem_artifact.files if f["name"] == entry.name)
 
 
+def _generation(gem_record):
+    gen = gem_record.get("generation")
+    assert gen, ("the record has no generation block: the artifact ships no prefill/decode "
+                 "graphs or the agent ran no pp/tg benchmark")
+    return gen
+
+
+def test_generation_reproduces_torch_greedy_tokens(gem_record):
+    """Greedy decoding on the device with prefill + decode graphs gives the tokens
+    torch gave on the host for the reference prompts."""
+    parity = _generation(gem_record)["parity"]
+    assert parity["prompts"] >= 1 and parity["passed"], parity
+    assert parity["token_agreement"] == 1.0, parity
+
+
+def test_prefill_time_to_first_token(gem_record):
+    """ppN: time to first token of an N-token prompt, every run kept, p95 with its CI."""
+    pre = _generation(gem_record)["prefill"]
+    assert pre["run"] == f"pp{pre['prompt_tokens']}"
+    ttft = pre["ttft_ms"]
+    assert len(ttft["samples_ms"]) == gem_record["generation"]["runs"] >= 1
+    assert all(x > 0 for x in ttft["samples_ms"])
+    lo, hi = ttft["p95_ci_ms"]
+    assert lo <= ttft["p95_ms"] <= hi
+
+
+def test_decode_with_kv_cache(gem_record):
+    """tgM: per-token decode latency with the KV cache and tokens/s (tokens are the
+    model's tokens, bytes for GEM), peak memory including the cache."""
+    gen = _generation(gem_record)
+    dec = gen["decode"]
+    assert dec["run"] == f"tg{dec['new_tokens']}"
+    tok = dec["token_latency_ms"]
+    assert len(tok["samples_ms"]) == gen["runs"] * (dec["new_tokens"] - 1)
+    rate = dec["tokens_per_s"]
+    assert len(rate["samples_per_s"]) == gen["runs"] and rate["median_per_s"] > 0
+    # tokens/s and per-token latency describe the same runs: a run's rate lies
+    # between the slowest and the fastest step's rate
+    assert 1000.0 / tok["max_ms"] <= rate["median_per_s"] <= 1000.0 / tok["min_ms"]
+    assert gen["tokens"] == "bytes" and gen["kv_cache_mb"] > 0
+    assert gem_record["memory"]["peak_rss_mb"] > gen["kv_cache_mb"]
+
+
 def test_budgets(gem_record):
     """The gate: every budget of this device and artifact holds."""
     assert gem_record["verdicts"], "the profile defines no budgets for this artifact"

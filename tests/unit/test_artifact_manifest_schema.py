@@ -43,6 +43,9 @@ def test_real_built_tiny_artifact_manifest_is_valid() -> None:
     pytest.importorskip("torch", reason="building GEM tiny needs torch (pip install torch==2.13.0)")
     pytest.importorskip("onnx", reason="building GEM tiny needs onnx")
     from gem.artifacts import build_artifact
+    from tests.support.corpus import require_corpus
+
+    require_corpus()
 
     folder = build_artifact("tiny", "int8")  # the cache the device tests share
     manifest = json.loads((folder / "manifest.json").read_text())

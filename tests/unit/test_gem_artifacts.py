@@ -24,11 +24,12 @@ pytest.importorskip("onnxruntime", reason="artifacts are checked with onnxruntim
 from gem import artifacts  # noqa: E402
 from gem.artifacts import artifact_key, build_artifact, files_digest, load_manifest  # noqa: E402
 from gem.config import get_config  # noqa: E402
-from gem.data import generate_dataset  # noqa: E402
 from gem.errors import ArtifactCorruptError  # noqa: E402
+from gem.export.generation import greedy_onnx  # noqa: E402
 from gem.export.onnx import export_onnx, make_session, run_session  # noqa: E402
 from gem.quantization import HYBRID_V1, quantize_onnx, summarize_quantized  # noqa: E402
 from gem.tokenizer import BOS_ID, encode_batch  # noqa: E402
+from tests.support.corpus import corpus_docs, require_corpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 10  # enough to be a trained model; keeps the session build short
@@ -46,6 +47,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def built(cache_dir: Path) -> dict[str, Path]:
+    require_corpus()  # the build trains on the real corpus
     return {
         v: build_artifact("tiny", v, cache_dir=cache_dir, train_steps=STEPS)
         for v in ("fp32", "int8")
@@ -93,7 +95,7 @@ def test_onnx_io_and_dynamic_sequence_length(built: dict[str, Path]) -> None:
     assert out.name == "logits" and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     for variant, folder in built.items():
         sess = make_session(folder / "model.onnx")
-        for batch, seq in ((1, 1), (3, 7), (2, 64), (1, 256)):
+        for batch, seq in ((1, 1), (3, 7), (2, 64), (1, 1024)):
             ids = np.random.default_rng(seq).integers(0, 256, size=(batch, seq), dtype=np.int64)
             logits = run_session(sess, ids)
             assert logits.shape == (batch, 8) and logits.dtype == np.float32, (variant, seq)
@@ -115,12 +117,52 @@ def test_reference_matches_runtime_at_four_lengths(built: dict[str, Path]) -> No
             got = run_session(sess, np.asarray(x["input_ids"], dtype=np.int64))
             np.testing.assert_allclose(got, np.asarray(y["logits"]), atol=m["reference"]["atol"])
         # reference inputs are real data-set text, not random ids
-        texts = [s.text for s in generate_dataset(64)]
+        texts = [d.text for d in corpus_docs()]
         for x in ref["inputs"]:
             ids = x["input_ids"][0]
             assert ids[0] == BOS_ID
             text = bytes(i for i in ids[1:13]).decode("utf-8", "replace")
             assert any(t.startswith(text.rstrip("\ufffd")) for t in texts), text
+
+
+def test_generation_graphs_decode_like_torch(built: dict[str, Path]) -> None:
+    """prefill.onnx + decode.onnx ship in the artifact with the KV cache as explicit,
+    dynamic-length inputs/outputs, and greedy decoding with them reproduces the
+    tokens torch produced at build time on the reference prompts."""
+    for folder in built.values():
+        m = load_manifest(folder)
+        gen = m["generation"]
+        names = {f["name"] for f in m["files"]}
+        assert {gen["prefill"], gen["decode"], gen["reference_file"]} <= names
+        assert gen["tokens"] == "bytes" and gen["max_len_tokens"] >= 1024
+        proto = onnx.load(str(folder / gen["decode"]))
+        inputs = {i.name: i for i in proto.graph.input}
+        assert list(inputs) == ["input_ids", "past_k", "past_v", "past_route_sum"]
+        past_dim = inputs["past_k"].type.tensor_type.shape.dim[3]
+        assert past_dim.dim_param, "the cache length must be dynamic"
+        assert [o.name for o in proto.graph.output] == ["logits", "present_k", "present_v",
+                                                        "route_sum"]
+        pre, dec = make_session(folder / gen["prefill"]), make_session(folder / gen["decode"])
+        ref = json.loads((folder / gen["reference_file"]).read_text())
+        assert len(ref["prompts"]) >= 3
+        for p in ref["prompts"]:
+            assert greedy_onnx(pre, dec, p["input_ids"], ref["new_tokens"]) == p["expected_tokens"]
+        # a long prompt: the context really is 1024 tokens
+        long = [BOS_ID] + [101] * 1000
+        assert len(greedy_onnx(pre, dec, long, 3)) == 3
+
+
+def test_quality_report_has_baselines_beside_gem(built: dict[str, Path]) -> None:
+    q = load_manifest(built["fp32"])["quality"]
+    for key in ("gem", "general_before_adaptation", "baseline_naive_bayes"):
+        lo, hi = q[key]["macro_f1_ci95"]
+        assert 0.0 <= lo <= q[key]["macro_f1"] <= hi <= 1.0, key
+    assert q["baseline_naive_bayes"]["macro_f1"] > 0.5  # the real task is learnable
+    ppl = q["gem"]["perplexity"]
+    assert set(ppl) >= {"all", "healthcare", "multilingual"}
+    assert q["baseline_unigram"]["perplexity"]["all"]["perplexity"] > 10
+    assert q["tokens"] == "bytes" and q["recipe"]["adapt_steps"] >= 1
+    assert 0.0 <= q["routing"]["dtr_admitted_fraction"] <= 1.0
 
 
 def test_int8_really_quantizes_experts_and_is_smaller(built: dict[str, Path]) -> None:

@@ -129,6 +129,9 @@ def test_artifact_build_progress_goes_to_stderr_never_stdout(tmp_path: Path) -> 
     """A real build in a child whose stderr is a pipe: plain stage lines there, stdout empty."""
     pytest.importorskip("torch", reason="building GEM tiny needs torch (pip install torch==2.13.0)")
     pytest.importorskip("onnx", reason="building GEM tiny needs onnx")
+    from tests.support.corpus import require_corpus
+
+    require_corpus()
     code = ("import sys; from harness.artifacts import build_artifact; "
             f"build_artifact('tiny', 'fp32', cache_dir={str(tmp_path)!r})")
     env = {k: v for k, v in os.environ.items() if k != "CI"}
@@ -139,8 +142,9 @@ def test_artifact_build_progress_goes_to_stderr_never_stdout(tmp_path: Path) -> 
     lines = [line for line in res.stderr.splitlines() if line.startswith("build tiny-fp32")]
     stages = [line.split(": ", 1)[1] for line in lines]
     assert stages[0].startswith("train 0/") and re.fullmatch(r"train (\d+)/\1", stages[4])
-    assert stages[5:] == ["export to ONNX", "check ONNX against torch", "reference outputs",
-                          "manifest", stages[-1]]
+    assert stages[5:] == ["quality on the hold-out", "export to ONNX",
+                          "check ONNX against torch", "export prefill + decode graphs",
+                          "reference outputs", "manifest", stages[-1]]
     assert stages[-1].startswith("done in ")
     # and a cache hit of the same build prints nothing at all
     again = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,

@@ -64,3 +64,47 @@ def test_invalid_record_is_never_written(record, tmp_path):
     assert list(tmp_path.iterdir()) == []
     path = write_record(record, tmp_path)
     validate(json.loads(path.read_text()))
+
+
+def _agent_generation() -> dict:
+    """What the agent reports for pp8/tg5 (3 runs), in its own units (ns)."""
+    return {"tokens": "bytes", "runs": 3,
+            "parity": {"prompts": 3, "token_agreement": 1.0, "passed": True},
+            "prefill": {"run": "pp8", "prompt_tokens": 8,
+                        "ttft_samples_ns": [2_000_000, 2_500_000, 2_200_000]},
+            "decode": {"run": "tg5", "prompt_tokens": 8, "new_tokens": 5,
+                       "token_samples_ns": [1_000_000 + 10_000 * i for i in range(12)],
+                       "tokens_per_s_samples": [990.0, 1000.0, 960.0]},
+            "kv_cache_bytes": 2 * 1024 * 1024}
+
+
+def test_generation_block_validates_and_feeds_the_budget_metrics(record):
+    from harness.bench import generation_fields
+    from harness.budgets import record_measurements
+    from harness.report import generation_runs
+    from harness.stats import summarize
+
+    rec = copy.deepcopy(record)
+    rec["generation"] = generation_fields(_agent_generation(), summarize)
+    assert schema_errors(rec) == []
+    gen = rec["generation"]
+    assert gen["prefill"]["ttft_ms"]["samples_ms"] == [2.0, 2.5, 2.2]
+    assert gen["kv_cache_mb"] == 2.0
+    m = record_measurements(rec)
+    assert m["ttft_p95_ms"].value == pytest.approx(gen["prefill"]["ttft_ms"]["p95_ms"])
+    assert 1.0 < m["decode_token_p95_ms"].value < 1.2
+    assert m["decode_tokens_per_s"].value == pytest.approx(990.0)
+    assert generation_runs(rec) == {"ttft_p95_ms": "pp8", "decode_token_p95_ms": "tg5",
+                                    "decode_tokens_per_s": "tg5"}
+    rec["generation"]["prefill"]["run"] = "prefill-8"  # not a llama-bench name
+    assert any(e.startswith("generation") for e in schema_errors(rec))
+    assert generation_fields(None, summarize) is None
+
+
+def test_decode_tokens_per_s_is_a_minimum_budget():
+    from harness.budgets import METRICS
+
+    assert METRICS["decode_tokens_per_s"].direction == "min"
+    assert {METRICS[n].direction for n in ("ttft_p95_ms", "decode_token_p95_ms")} == {"max"}
+    assert all(METRICS[n].timing for n in ("ttft_p95_ms", "decode_token_p95_ms",
+                                           "decode_tokens_per_s"))
