@@ -419,6 +419,17 @@ class _ShellStream(_Stream):
         for t in threads:
             t.join()
         rc = self.proc.wait()
+        # the pipes die with the command: a peer serving a whole test session must
+        # not keep three descriptors per command (the suite then hit select()'s 1024)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        stdin = self.proc.stdin
+        if stdin is not None:
+            self.proc.stdin = None
+            with contextlib.suppress(OSError, ValueError):
+                stdin.close()
         if self.v2 and not self.gone.is_set():
             with contextlib.suppress(_Closed):
                 self.write(self._frame(3, bytes([rc & 0xFF if rc >= 0 else 128 - rc])))

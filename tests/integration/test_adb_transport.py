@@ -53,6 +53,24 @@ def test_from_profile_reads_adb_table(adb_peer, adb_key, tmp_path):
     assert adb_peer.stats.auth_ok == 1 and adb_peer.stats.auth_bad_signatures == 0
 
 
+def test_commands_leave_no_descriptors_behind(adb):
+    """Each command's pipes close with it: the peer serves a whole test session, and
+    three leaked descriptors a command once took the suite past select()'s 1024."""
+    import os
+    import time
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    adb.run(["true"])
+    time.sleep(0.2)
+    before = fds()
+    for _ in range(30):
+        assert adb.run(["echo", "x"]).ok
+    time.sleep(0.5)  # the peer's pump threads close the pipes as each command ends
+    assert fds() <= before + 3, (before, fds())
+
+
 def test_exit_status_and_quoting(adb):
     res = adb.run(["sh", "-c", "echo out; echo err >&2; exit 7"])
     assert res.rc == 7
