@@ -40,9 +40,9 @@ def test_litert_rewrites_compute_what_the_model_computes():
         want, got = net(ids), rewritten(ids)
     assert torch.max(torch.abs(want - got)).item() <= 1e-5
     # and the rewrite is not a no-op: its graph has no scatter and no index_select
+    # SCAR's forward: (x [B,T,d], routing prefix [B,T], DTR weight [B,T])
     ep = torch.export.export(rewritten.layers[0].scar, (
-        torch.randn(1, 16, cfg.d_model), torch.ones(1, 16),
-        torch.ones(1, 8), torch.arange(8).unsqueeze(0)))
+        torch.randn(1, 16, cfg.d_model), torch.ones(1, 16), torch.ones(1, 16)))
     targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
     assert not any("scatter" in t or "index_select" in t for t in targets), targets
 
