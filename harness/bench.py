@@ -191,6 +191,8 @@ class DeviceSession:
         # cooldown and the idle-power baseline wait on purpose: not harness overhead
         run.sensor_wait_s = sensor_wait_s(run.sensors, time.perf_counter() - t1)
         args = agent_args(remote_dir, settings) + runtime_agent_args(self.profile)
+        if self.profile.emulated:  # generation timing is recorded, not gated: keep it short
+            args += ["--gen-runs", "6", "--prefill-runs", "20"]
         run.stop_rule, run.stop_rule_reason = self._stop_rule(settings, run.budgets)
         if run.ab_baseline is not None:
             self._stage(run, "pushing the A/B baseline artifact")
