@@ -544,6 +544,16 @@ def ab_fields(ab: Mapping[str, Any], baseline: LocalArtifact, candidate_ms: list
     }
 
 
+def _throughput(step_summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Decode throughput = 1000 / mean per-token latency (ms), with the interval of
+    that mean turned over: it rests on every decode step, not on a few runs'
+    rates, whose median interval stays unbounded for a handful of drifting runs."""
+    lo, hi = step_summary["mean_ci_ms"]
+    return {"throughput_per_s": 1000.0 / step_summary["mean_ms"],
+            "throughput_ci_per_s": [1000.0 / hi if hi else None,
+                                    1000.0 / lo if lo and lo > 0 else None]}
+
+
 def generation_fields(gen: dict[str, Any] | None, summarize: Any) -> dict[str, Any] | None:
     """The record's ``generation`` block from the agent's pp/tg runs (None when
     the artifact has no generation graphs): raw samples in ms kept, percentiles
@@ -565,7 +575,8 @@ def generation_fields(gen: dict[str, Any] | None, summarize: Any) -> dict[str, A
                    "new_tokens": gen["decode"]["new_tokens"],
                    "token_latency_ms": {"samples_ms": step, **summarize(step)},
                    "tokens_per_s": {"samples_per_s": rate, "median_per_s": rate_s["p50_ms"],
-                                    "median_ci_per_s": rate_s["p50_ci_ms"]}},
+                                    "median_ci_per_s": rate_s["p50_ci_ms"],
+                                    **_throughput(summarize(step))}},
         "kv_cache_mb": gen["kv_cache_bytes"] / (1024 * 1024),
     }
 
