@@ -569,6 +569,7 @@ def generation_fields(gen: dict[str, Any] | None, summarize: Any) -> dict[str, A
         "tokens": gen.get("tokens", "tokens"),
         "parity": gen["parity"],
         "runs": gen.get("runs"),
+        "prefill_runs": gen.get("prefill_runs"),
         "prefill": {"run": gen["prefill"]["run"], "prompt_tokens": gen["prefill"]["prompt_tokens"],
                     "ttft_ms": {"samples_ms": ttft, **summarize(ttft)}},
         "decode": {"run": gen["decode"]["run"], "prompt_tokens": gen["decode"]["prompt_tokens"],

@@ -165,10 +165,10 @@ def test_prefill_time_to_first_token(gem_record):
     pre = _generation(gem_record)["prefill"]
     assert pre["run"] == f"pp{pre['prompt_tokens']}"
     ttft = pre["ttft_ms"]
-    assert len(ttft["samples_ms"]) == gem_record["generation"]["runs"] >= 1
+    assert len(ttft["samples_ms"]) == gem_record["generation"]["prefill_runs"] >= 1
     assert all(x > 0 for x in ttft["samples_ms"])
-    lo, hi = ttft["p95_ci_ms"]
-    assert lo <= ttft["p95_ms"] <= hi
+    lo, hi = ttft["p95_ci_ms"]  # an end is None (unbounded) when n_eff cannot reach it
+    assert (lo is None or lo <= ttft["p95_ms"]) and (hi is None or ttft["p95_ms"] <= hi)
 
 
 def test_decode_with_kv_cache(gem_record):
