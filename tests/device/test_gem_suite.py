@@ -145,24 +145,40 @@ def test_repush_of_unchanged_artifact_is_skipped(gem_record, gem_device, gem_art
     assert res.sha256 == next(f["sha256"] for f in gem_artifact.files if f["name"] == entry.name)
 
 
-def _generation(gem_record):
+#: formats whose export has no prefill/decode graphs yet (docs/gem.md): their
+#: records must then carry no generation block, which these tests check instead
+NO_GENERATION_EXPORT = {"tflite"}
+
+
+def _generation(gem_record, gem_artifact):
     gen = gem_record.get("generation")
-    assert gen, ("the record has no generation block: the artifact ships no prefill/decode "
-                 "graphs or the agent ran no pp/tg benchmark")
+    if "generation" not in gem_artifact.manifest:
+        fmt = gem_artifact.manifest["format"]
+        assert fmt in NO_GENERATION_EXPORT, f"a {fmt} artifact without generation graphs"
+        assert gen is None, "a generation block without generation graphs"
+        return None
+    assert gen, ("the record has no generation block: the artifact ships prefill/decode "
+                 "graphs but the agent ran no pp/tg benchmark")
     return gen
 
 
-def test_generation_reproduces_torch_greedy_tokens(gem_record):
+def test_generation_reproduces_torch_greedy_tokens(gem_record, gem_artifact):
     """Greedy decoding on the device with prefill + decode graphs gives the tokens
     torch gave on the host for the reference prompts."""
-    parity = _generation(gem_record)["parity"]
+    gen = _generation(gem_record, gem_artifact)
+    if gen is None:
+        return
+    parity = gen["parity"]
     assert parity["prompts"] >= 1 and parity["passed"], parity
     assert parity["token_agreement"] == 1.0, parity
 
 
-def test_prefill_time_to_first_token(gem_record):
+def test_prefill_time_to_first_token(gem_record, gem_artifact):
     """ppN: time to first token of an N-token prompt, every run kept, p95 with its CI."""
-    pre = _generation(gem_record)["prefill"]
+    gen = _generation(gem_record, gem_artifact)
+    if gen is None:
+        return
+    pre = gen["prefill"]
     assert pre["run"] == f"pp{pre['prompt_tokens']}"
     ttft = pre["ttft_ms"]
     assert len(ttft["samples_ms"]) == gem_record["generation"]["prefill_runs"] >= 1
@@ -171,10 +187,12 @@ def test_prefill_time_to_first_token(gem_record):
     assert (lo is None or lo <= ttft["p95_ms"]) and (hi is None or ttft["p95_ms"] <= hi)
 
 
-def test_decode_with_kv_cache(gem_record):
+def test_decode_with_kv_cache(gem_record, gem_artifact):
     """tgM: per-token decode latency with the KV cache and tokens/s (tokens are the
     model's tokens, bytes for GEM), peak memory including the cache."""
-    gen = _generation(gem_record)
+    gen = _generation(gem_record, gem_artifact)
+    if gen is None:
+        return
     dec = gen["decode"]
     assert dec["run"] == f"tg{dec['new_tokens']}"
     tok = dec["token_latency_ms"]
