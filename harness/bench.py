@@ -22,7 +22,7 @@ from typing import Any
 
 from harness import __version__, interrupts
 from harness.artifacts import LocalArtifact
-from harness.budgets import evaluate, overall, record_measurements
+from harness.budgets import evaluate, not_applicable, overall, record_measurements
 from harness.device import open_device
 from harness.errors import AgentError, HarnessError, TransportError
 from harness.profiles import DeviceProfile, RunSettings
@@ -380,7 +380,8 @@ class DeviceSession:
         verdicts = evaluate(run.budgets, measurements, run.budget_sources, emulated=p.emulated,
                             emulator_budgets=p.budgets.get("emulator"),
                             stopped_by=agent_run.get("stopped_by"),
-                            unstable=not validity.stable)
+                            unstable=not validity.stable,
+                            inapplicable=not_applicable(artifact.manifest.get("format")))
         record["verdicts"] = [v.as_dict() for v in verdicts]
         record["overall_verdict"] = overall(verdicts)
         if out.get("ab") and run.ab_baseline is not None:

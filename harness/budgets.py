@@ -54,6 +54,21 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 
+#: budget metrics of the generative benchmarks (prefill + decode graphs)
+GENERATION_METRICS = ("ttft_p95_ms", "decode_token_p95_ms", "decode_tokens_per_s")
+#: artifact formats whose export has no prefill/decode graphs yet (docs/gem.md)
+FORMATS_WITHOUT_GENERATION = frozenset({"tflite"})
+
+
+def not_applicable(fmt: str | None) -> dict[str, str]:
+    """Budgets that cannot apply to an artifact of this format, with the reason: they
+    are recorded as such, not gated and not left inconclusive."""
+    if fmt not in FORMATS_WITHOUT_GENERATION:
+        return {}
+    return {m: f"{fmt} artifacts ship no prefill/decode graphs yet: not measured"
+            for m in GENERATION_METRICS}
+
+
 def unknown_metric(name: str, where: str) -> UnknownMetricError:
     return UnknownMetricError(
         f"{where}: unknown budget metric {name!r}; known metrics: {', '.join(sorted(METRICS))}"
@@ -198,7 +213,8 @@ def unstable_verdict(metric: Metric, limit: float, m: Measurement, verdict: str,
 def evaluate(budgets: Mapping[str, float], measurements: Mapping[str, Measurement],
              sources: Mapping[str, str], emulated: bool = False,
              emulator_budgets: Mapping[str, float] | None = None, *,
-             stopped_by: str | None = None, unstable: bool = False) -> list[Verdict]:
+             stopped_by: str | None = None, unstable: bool = False,
+             inapplicable: Mapping[str, str] | None = None) -> list[Verdict]:
     """One verdict per budget.
 
     stopped_by (the agent's run.stopped_by) picks the hint of an inconclusive
@@ -230,6 +246,10 @@ def evaluate(budgets: Mapping[str, float], measurements: Mapping[str, Measuremen
             if name not in budgets:
                 continue
             limit = budgets[name]
+        if inapplicable and name in inapplicable:
+            out.append(Verdict(name, metric.unit, metric.direction, limit, m.value, m.ci_low,
+                               m.ci_high, "recorded", source, inapplicable[name]))
+            continue
         verdict, reason = decide(metric, limit, m, stopped_by)
         if unstable and metric.timing:
             verdict, reason = unstable_verdict(metric, limit, m, verdict, reason)

@@ -112,3 +112,17 @@ def test_overall_precedence():
     assert overall([mk("pass"), mk("inconclusive"), mk("fail")]) == "fail"
     assert overall([mk("pass"), mk("inconclusive")]) == "inconclusive"
     assert overall([mk("pass"), mk("recorded")]) == "pass"
+
+
+def test_generation_budgets_are_recorded_not_gated_for_a_format_without_graphs():
+    from harness.budgets import not_applicable
+
+    budgets = {"decode_tokens_per_s": 20.0, "peak_rss_mb": 100.0}
+    m = {"peak_rss_mb": Measurement.exact(90.0)}
+    v = {x.metric: x for x in evaluate(budgets, m, {}, inapplicable=not_applicable("tflite"))}
+    assert v["decode_tokens_per_s"].verdict == "recorded" and "tflite" in \
+        v["decode_tokens_per_s"].reason
+    assert overall(v.values()) == "pass"
+    # an ONNX artifact has the graphs: a missing measurement there is inconclusive
+    v = {x.metric: x for x in evaluate(budgets, m, {}, inapplicable=not_applicable("onnx"))}
+    assert v["decode_tokens_per_s"].verdict == "inconclusive"
