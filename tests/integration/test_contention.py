@@ -61,9 +61,9 @@ def test_local_under_stress_is_reported_unstable(stress_every_core, tmp_path):
     assert schema_errors(rec) == []
     stability = rec["validity"]["stability"]
     assert stability["stable"] is False, stability
-    # the agent measured the load itself: the stress workers' CPU time, in cores
-    assert rec["contention"]["background_cpu_cores"] > 0.5 * stress_every_core, \
-        rec["contention"]
+    # the agent measured the load itself, beyond the bound that makes a run unstable
+    assert rec["contention"]["background_cpu_cores"] > \
+        rec["validity"]["bounds"]["max_background_cpu_cores"], rec["contention"]
     assert any("CPU cores during the timed window" in r for r in stability["reasons"])
     assert "UNSTABLE" in res.stdout and "local: unstable:" in res.stdout, out
     # not quietly: the latency verdict is a pass only with the margin, else inconclusive
@@ -71,9 +71,9 @@ def test_local_under_stress_is_reported_unstable(stress_every_core, tmp_path):
     if p95["verdict"] == "pass":
         assert p95["ci_high"] <= p95["limit"] * (1 - UNSTABLE_MARGIN)
         assert "unstable run: passes only because" in p95["reason"]
-    else:
-        assert p95["verdict"] == "inconclusive" and "unstable run" in p95["reason"]
-        assert res.returncode == 2, out
+    else:  # the load may also push the p95 near or over its limit: never a quiet pass
+        assert p95["verdict"] in ("inconclusive", "fail"), p95
+        assert res.returncode in (1, 2), out
 
 
 @pytest.mark.slow
@@ -91,5 +91,6 @@ def test_device_suite_under_stress_says_unstable(stress_every_core, tmp_path):
     rec = json.loads(path.read_text())
     assert rec["validity"]["stability"]["stable"] is False
     (p95,) = [v for v in rec["verdicts"] if v["metric"] == "latency_p95_ms"]
-    assert p95["verdict"] in ("pass", "inconclusive") and "unstable run" in p95["reason"]
-    assert res.returncode == (0 if rec["overall_verdict"] == "pass" else 2), out
+    if p95["verdict"] == "pass":
+        assert "unstable run: passes only because" in p95["reason"], p95
+    assert res.returncode == {"pass": 0, "fail": 1}.get(rec["overall_verdict"], 2), out
