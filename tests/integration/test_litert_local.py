@@ -44,7 +44,12 @@ def test_build_device_builds_without_running(tmp_path):
     out = json.loads(res.stdout)
     assert out["device"] == "local" and out["format"] == "tflite"
     assert out["model"] == "tiny" and out["variant"] == "int8"
-    assert out["seq_buckets"] == [16, 32, 64, 128, 256]
+    from gem.config import get_config
+    from gem.export.tflite import seq_buckets
+
+    # powers of two from 16, then the model's context (1024 for tiny)
+    assert out["seq_buckets"] == list(seq_buckets(get_config("tiny").max_len_tokens))
+    assert out["seq_buckets"][:2] == [16, 32] and out["seq_buckets"][-1] == 1024
     manifest = json.loads((Path(out["folder"]) / "manifest.json").read_text())
     # what the issue asks every manifest to record
     assert manifest["build"]["litert-torch"] == "0.10.0"
