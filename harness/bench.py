@@ -566,6 +566,7 @@ def generation_fields(gen: dict[str, Any] | None, summarize: Any) -> dict[str, A
     step = [x / 1e6 for x in gen["decode"]["token_samples_ns"]]
     rate = [float(x) for x in gen["decode"]["tokens_per_s_samples"]]
     rate_s = summarize(rate)
+    step_s = summarize(step)
     return {
         "tokens": gen.get("tokens", "tokens"),
         "parity": gen["parity"],
@@ -575,10 +576,10 @@ def generation_fields(gen: dict[str, Any] | None, summarize: Any) -> dict[str, A
                     "ttft_ms": {"samples_ms": ttft, **summarize(ttft)}},
         "decode": {"run": gen["decode"]["run"], "prompt_tokens": gen["decode"]["prompt_tokens"],
                    "new_tokens": gen["decode"]["new_tokens"],
-                   "token_latency_ms": {"samples_ms": step, **summarize(step)},
+                   "token_latency_ms": {"samples_ms": step, **step_s},
                    "tokens_per_s": {"samples_per_s": rate, "median_per_s": rate_s["p50_ms"],
                                     "median_ci_per_s": rate_s["p50_ci_ms"],
-                                    **_throughput(summarize(step))}},
+                                    **_throughput(step_s)}},
         "kv_cache_mb": gen["kv_cache_bytes"] / (1024 * 1024),
     }
 

@@ -146,42 +146,44 @@ def kept_samples(rec: Mapping[str, Any]) -> list[float]:
 
 # -- budgets ------------------------------------------------------------------
 
-def _profile_budgets(rec: Mapping[str, Any], targets_dir: Path | None, use_profiles: bool,
-                     warnings: list[str]) -> tuple[dict[str, float], dict[str, float]] | None:
-    """(budgets, emulator budgets) from the device's current profile, or None.
+def _device_profile(device: str, targets_dir: Path | None, use_profiles: bool
+                    ) -> tuple[Any, HarnessError | ImportError | None]:
+    """(the device's current profile or None, the error that kept it from loading).
 
-    The profile is looked up on the same search path as `--device` (targets_dir
-    first, then $GEM_HIL_TARGETS, the user folder and the shipped profiles)."""
+    Looked up on the same search path as `--device` (targets_dir first, then
+    $GEM_HIL_TARGETS, the user folder and the shipped profiles); budgets and
+    bounds only, so this machine need not hold the device's SSH key."""
     if not use_profiles:
-        return None
-    device, model, variant, _ = record_key(rec)
+        return None, None
     from harness.profiles import load_profile, profile_paths
 
     if device not in profile_paths(targets_dir):
-        return None
+        return None, None
     try:
-        # budgets only: this machine need not hold the device's SSH key
-        prof = load_profile(device, targets_dir, check_files=False)
+        return load_profile(device, targets_dir, check_files=False), None
     except (HarnessError, ImportError) as exc:
+        return None, exc
+
+
+def _profile_budgets(rec: Mapping[str, Any], targets_dir: Path | None, use_profiles: bool,
+                     warnings: list[str]) -> tuple[dict[str, float], dict[str, float]] | None:
+    """(budgets, emulator budgets) from the device's current profile, or None."""
+    device, model, variant, _ = record_key(rec)
+    prof, exc = _device_profile(device, targets_dir, use_profiles)
+    if exc is not None:
         warnings.append(f"profile {device}: not used ({exc}); gating on the record's limits")
+    if prof is None:
         return None
     return prof.budgets_for(model, variant), dict(prof.budgets.get("emulator", {}))
 
 
 def _profile_run_sd(device: str, targets_dir: Path | None, use_profiles: bool) -> float | None:
-    """The device profile's [validity] run_to_run_sd (None: the default floor)."""
-    if not use_profiles:
-        return None
-    from harness.profiles import load_profile, profile_paths
+    """The device profile's [validity] run_to_run_sd (None: the default floor; a
+    profile that does not load was already warned about by budget_rows)."""
     from harness.validity import ValidityBounds
 
-    if device not in profile_paths(targets_dir):
-        return None
-    try:
-        prof = load_profile(device, targets_dir, check_files=False)
-    except (HarnessError, ImportError):
-        return None  # budget_rows already warned about this profile
-    return ValidityBounds.from_profile(prof).run_to_run_sd
+    prof, _ = _device_profile(device, targets_dir, use_profiles)
+    return ValidityBounds.from_profile(prof).run_to_run_sd if prof is not None else None
 
 
 def budget_rows(rec: Mapping[str, Any], name: str, targets_dir: Path | None,

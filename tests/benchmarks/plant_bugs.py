@@ -113,8 +113,8 @@ PLANTS: tuple[Plant, ...] = (
     Plant("gate-ignores-profiles",
           "the gate never loading the devices' profiles (gates on stale record limits)",
           "harness/gate.py",
-          (("    if not use_profiles:\n        return None\n    device, model, variant, _ =",
-            "    if True:\n        return None\n    device, model, variant, _ ="),),
+          (("    if not use_profiles:\n        return None, None\n",
+            "    if True:\n        return None, None\n"),),
           ("tests/unit/test_gate_cli.py",)),
 )
 
