@@ -202,6 +202,7 @@ class DeviceSession:
                                                          "the minimums")
         if run.stop_rule is not None:
             args += ["--stop-rule", json.dumps(run.stop_rule, separators=(",", ":"))]
+        args += run.sensors.agent_args()
         for path in paths:
             args += ["--sample-path", path]
         if paths:
@@ -314,6 +315,8 @@ class DeviceSession:
                                       if k != "sensors"}
         if run.notes:
             conditioning["notes"] = run.notes
+        if (out or {}).get("scheduling"):
+            conditioning["scheduling"] = out["scheduling"]  # what the agent really got
         record["environment"] = {
             "device": p.name, "os": host.get("os"), "kernel": host.get("kernel"),
             "machine": host.get("machine"), "cpu_model": host.get("cpu_model"),

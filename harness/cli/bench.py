@@ -105,6 +105,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"stopped: {stopping.get('reason') or stopping.get('stopped_by')}"
               + (f" ({stopping['why_not_sequential']})" if stopping.get("why_not_sequential")
                  else ""))
+        sched = ((rec.get("environment") or {}).get("conditioning") or {}).get("scheduling")
+        if sched and sched.get("policy"):
+            print(f"timed at {sched['policy']} priority {sched['priority']}" if sched["applied"]
+                  else f"real-time priority not applied: {sched['reason']}")
         print(f"record: {outcome.path}")
         print(f"verdict: {rec['overall_verdict'].upper()}")
     return VERDICT_EXIT.get(rec["overall_verdict"], ExitCode.INCONCLUSIVE)

@@ -85,11 +85,18 @@ class ConditioningSettings:
     restore_governor: bool = setting(True, help="put the previous governor back afterwards")
     cpus: list[int] | None = setting(None, help="CPU numbers the agent is pinned to "
                                      "(taskset), e.g. [2, 3]", example="[2, 3]")
+    realtime_priority: int | None = setting(
+        None, help="SCHED_FIFO priority (1-99) of the agent's timing thread during warm-up, "
+                   "the timed window and generation; best effort (needs CAP_SYS_NICE), "
+                   "applied or not is recorded", example="10")
 
     def check(self, ctx: TableContext) -> None:
         if self.cpus is not None and (not self.cpus or any(c < 0 for c in self.cpus)):
             raise ctx.error("cpus", f"{self.cpus!r}: expected a non-empty list of CPU numbers, "
                                     "e.g. cpus = [2, 3]")
+        if self.realtime_priority is not None and not 1 <= self.realtime_priority <= 99:
+            raise ctx.error("realtime_priority", f"{self.realtime_priority!r}: expected a "
+                            "SCHED_FIFO priority from 1 to 99, e.g. realtime_priority = 10")
 
     def as_config(self) -> dict[str, Any]:
         return set_values(self)
@@ -273,6 +280,12 @@ class SensorSession:
             return []
         return ["taskset", "-c", ",".join(str(int(c)) for c in cpus)]
 
+    def agent_args(self) -> list[str]:
+        """Agent arguments of [conditioning] the agent applies itself (its own
+        thread's scheduling), or []."""
+        prio = self.cond.get("realtime_priority")
+        return [] if prio is None else ["--realtime-priority", str(int(prio))]
+
     def conditioning_record(self) -> dict[str, Any]:
         """For environment.conditioning: what was asked, what the device really had."""
         st = self.cpufreq_before
@@ -281,6 +294,7 @@ class SensorSession:
             "governor": st.governor if st else None,
             "governor_change": self.governor_change.as_dict() if self.governor_change else None,
             "cpus": list(self.cond.get("cpus") or []) or None,
+            "realtime_priority_requested": self.cond.get("realtime_priority"),
             "max_khz": dict(st.max_khz) if st else {},
             "sample_interval_ms": self.sample_interval_ms,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -83,6 +84,16 @@ def test_cli_bench_json_prints_a_valid_record(tmp_path):
     rec = json.loads(res.stdout)
     assert schema_errors(rec) == []
     assert rec["device"]["name"] == "local" and rec["overall_verdict"] == "pass"
+    # local.toml asks for SCHED_FIFO 10: the record says whether the agent got it
+    # (root or CAP_SYS_NICE), never that it did when it did not
+    cond = rec["environment"]["conditioning"]
+    assert cond["realtime_priority_requested"] == 10
+    sched = cond["scheduling"]
+    assert sched["policy"] == "SCHED_FIFO" and sched["priority"] == 10
+    if os.geteuid() == 0 and (os.cpu_count() or 1) >= 2:
+        assert sched["applied"] is True and sched["reason"] is None, sched
+    else:
+        assert sched["applied"] is False and sched["reason"], sched
     written = list((tmp_path / "reports").rglob("*.json"))
     assert [json.loads(p.read_text())["record_id"] for p in written] == [rec["record_id"]]
 
