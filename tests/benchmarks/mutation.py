@@ -65,7 +65,7 @@ class Target:
 TARGETS: tuple[Target, ...] = (
     Target("budgets", "harness/budgets.py",
            ("check_budget_table", "parse_budget_override", "decide", "evaluate", "overall",
-            "record_measurements", "_ci"),
+            "record_measurements", "_ci", "unstable_verdict"),
            ("tests/unit/test_budgets.py", "tests/unit/test_budget_measurements.py",
             "tests/unit/test_gate_cli.py")),
     Target("stats", "harness/stats.py", (), ("tests/unit/test_stats_ci.py",)),
@@ -85,8 +85,9 @@ TARGETS: tuple[Target, ...] = (
            timeout_s=300.0),
     Target("agent-parity", "firmware/agent/gem_agent.py", ("check_parity",),
            ("tests/unit/test_agent.py",)),
-    Target("agent-stopping", "firmware/agent/gem_agent.py", ("run_benchmark",),
-           ("tests/unit/test_agent.py",)),
+    Target("agent-stopping", "firmware/agent/gem_agent.py",
+           ("timed_loop", "sequential_decision", "exceedance_boundaries", "with_period"),
+           ("tests/unit/test_stats_ci.py", "tests/unit/test_agent.py")),
 )
 
 
