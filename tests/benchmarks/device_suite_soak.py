@@ -63,7 +63,11 @@ def one_run(i: int, work: Path, args: argparse.Namespace) -> dict:
     if recs:
         rec = json.loads(recs[-1].read_text())
         v = rec.get("validity") or {}
+        sched = ((rec.get("environment") or {}).get("conditioning") or {}).get("scheduling")
         out.update(verdict=rec.get("overall_verdict"), valid=v.get("valid"),
+                   stable=(v.get("stability") or {}).get("stable"),
+                   fifo=(sched or {}).get("applied"),
+                   background_cores=(rec.get("contention") or {}).get("background_cpu_cores"),
                    reasons=v.get("reasons") or [],
                    p95_ms=(rec.get("latency_ms") or {}).get("p95_ms"))
     return out
@@ -98,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             r = one_run(i, work, args)
             results.append(r)
             p95 = f"{r['p95_ms']:.2f} ms" if r.get("p95_ms") is not None else "-"
+            bg = r.get("background_cores")
             print(f"run {i:3d}: exit {r['rc']} verdict {r.get('verdict')} valid "
-                  f"{r.get('valid')} p95 {p95} wall {r['wall_s']:.1f} s load "
+                  f"{r.get('valid')} stable {r.get('stable')} fifo {r.get('fifo')} background "
+                  f"{'-' if bg is None else f'{bg:.2f}'} cores p95 {p95} wall "
+                  f"{r['wall_s']:.1f} s load "
                   f"{load_average()}" + (f" reasons: {'; '.join(r['reasons'])}"
                                          if r.get("reasons") else ""), flush=True)
             if r["rc"] != 0:
