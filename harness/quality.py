@@ -18,6 +18,7 @@ module re-reads from the installed packages and matches by digest.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -72,11 +73,20 @@ class EvalSet:
         return hashlib.sha256(self.payload()).hexdigest()
 
 
+@functools.lru_cache(maxsize=2)
+def holdout(seed: int) -> tuple[Any, ...]:
+    """The corpus hold-out for a build seed (reading and splitting the corpus costs
+    tens of CPU seconds: once per process)."""
+    from gem.corpus import load_corpus
+
+    return tuple(load_corpus(seed=seed).holdout)
+
+
 def build_eval_set(manifest: Mapping[str, Any], per_domain: int) -> EvalSet:
     """The first ``per_domain`` hold-out examples of every domain, with the
     build's reference predictions for them; refuses a hold-out that is not the
     one the artifact was built and referenced on."""
-    from gem.corpus import CorpusMissingError, load_corpus
+    from gem.corpus import CorpusMissingError
     from gem.data import samples_digest
     from gem.tokenizer import encode
 
@@ -87,33 +97,33 @@ def build_eval_set(manifest: Mapping[str, Any], per_domain: int) -> EvalSet:
                            "the eval benchmark existed); rebuild it (gem-hil build, or clear "
                            "the artifact cache)")
     try:
-        corpus = load_corpus(seed=int(ref["corpus_seed"]))
+        rows_all = list(holdout(int(ref["corpus_seed"])))
     except CorpusMissingError as exc:
         raise HarnessError(f"{what}: the eval benchmark needs the corpus on this host: "
                            f"{exc}") from None
-    holdout = corpus.holdout
-    if samples_digest(holdout) != ref["holdout_sha256"] or \
-            len(ref["preds_fp32"]) != len(holdout) or len(ref["preds_general"]) != len(holdout):
+    if samples_digest(rows_all) != ref["holdout_sha256"] or \
+            len(ref["preds_fp32"]) != len(rows_all) or \
+            len(ref["preds_general"]) != len(rows_all):
         raise HarnessError(f"{what}: the corpus hold-out on this host is not the one the "
                            "artifact was built on (other Debian package versions?); rebuild "
                            "the artifact on this host")
     max_len = int(manifest.get("max_len_tokens") or 1024)
     seen: dict[str, int] = {}
     rows = []
-    for i, s in enumerate(holdout):
+    for i, s in enumerate(rows_all):
         if seen.get(s.domain, 0) < per_domain:
             seen[s.domain] = seen.get(s.domain, 0) + 1
             rows.append(i)
     return EvalSet(
         ids=rows,
-        input_ids=[encode(holdout[i].text, max_len=max_len) for i in rows],
-        labels=[holdout[i].label for i in rows],
-        domains=[holdout[i].domain for i in rows],
+        input_ids=[encode(rows_all[i].text, max_len=max_len) for i in rows],
+        labels=[rows_all[i].label for i in rows],
+        domains=[rows_all[i].domain for i in rows],
         preds_fp32=[int(ref["preds_fp32"][i]) for i in rows],
         preds_general=[int(ref["preds_general"][i]) for i in rows],
         target=str(ref.get("adapt_domain") or ""),
         source={"corpus_seed": int(ref["corpus_seed"]), "holdout_sha256": ref["holdout_sha256"],
-                "holdout_n": len(holdout), "per_domain": per_domain},
+                "holdout_n": len(rows_all), "per_domain": per_domain},
     )
 
 

@@ -60,10 +60,10 @@ def _host_preds(artifact, record) -> list[int]:
     """The same model.onnx run by onnxruntime here, on the token ids pushed."""
     import onnxruntime as ort
 
-    from gem.corpus import load_corpus
     from gem.tokenizer import encode
+    from harness.quality import holdout as corpus_holdout
 
-    holdout = load_corpus(seed=artifact.manifest["build"]["seed"]).holdout
+    holdout = corpus_holdout(artifact.manifest["build"]["seed"])
     s = ort.InferenceSession(str(artifact.folder / "model.onnx"),
                              providers=["CPUExecutionProvider"])
     out = []
