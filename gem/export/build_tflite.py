@@ -200,6 +200,7 @@ def build_tflite_artifact(
         },
         **model_fields(trained),
         "quantization": quant,
+        "quality": trained.quality,
         "build": {
             "seed": seed,
             "train_steps": train_steps,
