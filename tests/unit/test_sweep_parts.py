@@ -1,0 +1,64 @@
+"""The sweep's pieces without devices: the grid, the state file's guard, the
+Pareto front on hand-made points, and the quality source chosen per record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.sweep import STATE_FILE, grid, load_state
+from harness.sweep_report import build_payload, pareto_front, record_quality
+
+
+def test_grid_is_the_full_product_devices_outermost():
+    pts = grid(["a", "b"], ["tiny"], ["fp32", "int8"], ["onnx", None])
+    assert len(pts) == 8 and [p.device for p in pts[:4]] == ["a"] * 4
+    assert len({p.key for p in pts}) == 8
+    with pytest.raises(ConfigError):
+        grid([], ["tiny"], ["fp32"], [None])
+
+
+def test_state_of_another_grid_is_refused(tmp_path):
+    pts = grid(["a"], ["tiny"], ["fp32"], [None])
+    state = load_state(tmp_path, pts)
+    assert state["points"] == {} and state["grid"] == [pts[0].key]
+    (tmp_path / STATE_FILE).write_text(json.dumps(state))
+    assert load_state(tmp_path, pts)["grid"] == state["grid"]
+    with pytest.raises(ConfigError, match="another sweep's grid"):
+        load_state(tmp_path, grid(["a"], ["tiny"], ["int8"], [None]))
+    (tmp_path / STATE_FILE).write_text("{")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_state(tmp_path, pts)
+
+
+def test_pareto_front_by_hand():
+    # (cost, quality): b dominates c (cheaper, better); a and b trade off; d ties b's
+    # cost with lower quality (dominated); e equals b exactly (neither dominates)
+    pts = [(1.0, 0.5), (2.0, 0.8), (3.0, 0.7), (2.0, 0.6), (2.0, 0.8)]
+    assert pareto_front(pts) == [True, True, False, False, True]
+    assert pareto_front([]) == []
+
+
+def test_quality_source_device_before_host():
+    manifest = {"quality": {"gem": {"macro_f1": 0.7, "macro_f1_ci95": [0.6, 0.8]}}}
+    host = record_quality({}, manifest)
+    assert host["source"] == "host" and host["value"] == 0.7
+    dev = record_quality({"quality": {"macro_f1": 0.65, "macro_f1_ci95": [0.6, 0.7]}}, manifest)
+    assert dev["source"] == "device" and dev["value"] == 0.65
+    assert record_quality({}, None)["value"] is None
+
+
+def test_payload_skips_null_costs_and_marks_the_front():
+    def row(label, lat, q, energy=None):
+        return {"device": "d", "emulated": False, "label": label, "record": f"{label}.json",
+                "latency_p50_ms": lat, "peak_rss_mb": 10.0, "energy_per_inference_mj": energy,
+                "quality": {"value": q, "source": "host"}}
+
+    p = build_payload([row("a", 1.0, 0.5), row("b", 2.0, 0.9), row("c", 3.0, 0.6),
+                       row("d", None, 0.99)])
+    lat = p["devices"]["d"]["axes"]["latency_p50_ms"]
+    assert lat["text"] == ["a", "b", "c"] and lat["on_front"] == [True, True, False]
+    assert lat["missing"] == ["d"]
+    assert p["devices"]["d"]["axes"]["energy_per_inference_mj"]["x"] == []
