@@ -41,6 +41,9 @@ class Trained:
     data_summary: dict[str, Any] = field(default_factory=dict)
     #: the manifest's ``compression`` section of a compressed variant (gem/compress)
     compression: dict[str, Any] | None = None
+    #: the frozen general model the adaptation was distilled from (the reference
+    #: of GG / CDTR; uncompressed)
+    general: Any = None
 
     def check_rows(self) -> list[Sample]:
         """A bounded, every-domain slice of the hold-out for graph checks."""
@@ -116,7 +119,8 @@ def train_model(model: str, seed: int, train_steps: int,
     }
     train_acc = accuracy(net, train_set[:: max(1, len(train_set) // 512)])
     return Trained(cfg, net, data, train_set, holdout, train_acc, quality["gem"]["accuracy"],
-                   gen_res.seconds + ad_res.seconds, quality, corpus.summary(), compression)
+                   gen_res.seconds + ad_res.seconds, quality, corpus.summary(), compression,
+                   teacher)
 
 
 def model_fields(t: Trained) -> dict[str, Any]:
