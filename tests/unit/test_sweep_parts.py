@@ -62,3 +62,46 @@ def test_payload_skips_null_costs_and_marks_the_front():
     assert lat["text"] == ["a", "b", "c"] and lat["on_front"] == [True, True, False]
     assert lat["missing"] == ["d"]
     assert p["devices"]["d"]["axes"]["energy_per_inference_mj"]["x"] == []
+
+
+def fake_sweep(tmp_path):
+    """A finished 2-device sweep folder with hand-made records and manifests."""
+    from harness.sweep import Point
+
+    pts = [Point(d, "tiny", v, "onnx") for d in ("a", "b") for v in ("fp32", "int8", "x")]
+    state = {"grid": [p.key for p in pts], "points": {}}
+    costs = {"fp32": (2.0, 100.0, 0.8), "int8": (1.0, 80.0, 0.7), "x": (3.0, 120.0, 0.6)}
+    for p in pts:
+        lat, rss, f1 = costs[p.variant]
+        folder = tmp_path / "art" / p.variant
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "manifest.json").write_text(json.dumps(
+            {"quality": {"gem": {"macro_f1": f1, "macro_f1_ci95": [f1 - 0.05, f1 + 0.05]}}}))
+        rec = tmp_path / "points" / p.key / "r.json"
+        rec.parent.mkdir(parents=True)
+        rec.write_text(json.dumps({
+            "overall_verdict": "pass", "device": {"emulated": p.device == "b"},
+            "latency_ms": {"p50_ms": lat * (2 if p.device == "b" else 1)},
+            "memory": {"peak_rss_mb": rss},
+            "energy": {"energy_per_inference_mj": 5.0 * lat if p.device == "b" else None}}))
+        state["points"][p.key] = {**p.as_dict(), "status": "done", "verdict": "pass",
+                                  "record": str(rec.relative_to(tmp_path)),
+                                  "artifact_folder": str(folder)}
+    return state
+
+
+def test_sweep_page_has_a_plot_per_device_and_axis(tmp_path):
+    pytest.importorskip("plotly", reason="needs the farm extra: pip install gem-hil[farm]")
+    from harness.sweep_report import render_sweep
+
+    page = render_sweep(fake_sweep(tmp_path), tmp_path)
+    html = page.read_text()
+    assert html.count('class="pareto-plot"') == 6
+    data = json.loads(html.split('id="sweep-data">')[1].split("</script>")[0])
+    a_lat = data["devices"]["a"]["axes"]["latency_p50_ms"]
+    # int8 is cheapest, fp32 best: both on the front; x is worse and dearer than fp32
+    assert dict(zip(a_lat["text"], a_lat["on_front"], strict=True)) == {
+        "tiny-fp32 (onnx)": True, "tiny-int8 (onnx)": True, "tiny-x (onnx)": False}
+    assert data["devices"]["a"]["axes"]["energy_per_inference_mj"]["x"] == []
+    assert len(data["devices"]["b"]["axes"]["energy_per_inference_mj"]["x"]) == 3
+    assert html.count('class="record-link"') == 6 and "(emulated)" in html
