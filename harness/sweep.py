@@ -103,40 +103,67 @@ def run_sweep(points: Sequence[Point], values: dict[str, Any], report_dir: Path,
     report_dir.mkdir(parents=True, exist_ok=True)
     state = load_state(report_dir, points)
     state_path = report_dir / STATE_FILE
+    # every point's plan first: an unknown device or a broken profile stops the sweep
+    # here, before anything is built or run
+    plans = [make_plan({**values, "device": point.device, "gem_model": point.model,
+                        "gem_variant": point.variant, "gem_format": point.fmt,
+                        "report_dir": str(report_dir)},
+                       report_subdir=f"points/{point.key}") for point in points]
     _write_json(state_path, state)
     ran, skipped = [], []
-    for i, point in enumerate(points, 1):
-        if point.key in state["points"]:
-            skipped.append(point.key)
-            continue
-        say(f"[{i}/{len(points)}] {point.key}")
-        plan = make_plan({**values, "device": point.device, "gem_model": point.model,
-                          "gem_variant": point.variant, "gem_format": point.fmt,
-                          "report_dir": str(report_dir)},
-                         report_subdir=f"points/{point.key}")
-        entry: dict[str, Any] = {**point.as_dict(), "format": plan.fmt,
-                                 "run_id": plan.run_id}
-        t0 = time.perf_counter()
-        try:
-            art = plan.build_artifact()
-            entry["artifact_folder"] = str(art.folder)
-            with plan.open_device() as dev:
-                outcome = dev.run_benchmark(art, budget_overrides=plan.budget_overrides,
-                                            report_dir=plan.report_dir, run_id=plan.run_id)
-            entry.update(status="done", record=_rel(outcome.path, report_dir),
-                         verdict=outcome.record["overall_verdict"])
-        except HarnessError as exc:
-            # the build or run failed: a data point (its failure record is in the folder)
-            recs = sorted(plan.report_dir.glob("*.json")) if plan.report_dir.exists() else []
-            entry.update(status="failed", error=str(exc)[:500],
-                         record=_rel(recs[-1], report_dir) if recs else None, verdict="error")
-        entry["wall_s"] = round(time.perf_counter() - t0, 3)
-        state["points"][point.key] = entry
-        _write_json(state_path, state)
-        ran.append(point.key)
+    # (profile, open DeviceSession): a device's points share one session (the agent
+    # and artifacts pushed once), as in `pytest --device`
+    session: Any = None
+    try:
+        for i, (point, plan) in enumerate(zip(points, plans, strict=True), 1):
+            if point.key in state["points"]:
+                skipped.append(point.key)
+                continue
+            say(f"[{i}/{len(points)}] {point.key}")
+            entry: dict[str, Any] = {**point.as_dict(), "format": plan.fmt,
+                                     "run_id": plan.run_id}
+            t0 = time.perf_counter()
+            try:
+                art = plan.build_artifact()
+                entry["artifact_folder"] = str(art.folder)
+                if session is None or session[0] != plan.profile:
+                    if session is not None:
+                        _close_quietly(session[1])
+                        session = None
+                    session = (plan.profile, plan.open_device())
+                outcome = session[1].run_benchmark(
+                    art, budget_overrides=plan.budget_overrides, report_dir=plan.report_dir,
+                    run_id=plan.run_id)
+                entry.update(status="done", record=_rel(outcome.path, report_dir),
+                             verdict=outcome.record["overall_verdict"])
+            except HarnessError as exc:
+                # the build or run failed: a data point (its failure record is in the
+                # folder); the device is opened afresh for the next point
+                if session is not None:
+                    _close_quietly(session[1])
+                    session = None
+                recs = sorted(plan.report_dir.glob("*.json")) if plan.report_dir.exists() \
+                    else []
+                entry.update(status="failed", error=str(exc)[:500],
+                             record=_rel(recs[-1], report_dir) if recs else None,
+                             verdict="error")
+            entry["wall_s"] = round(time.perf_counter() - t0, 3)
+            state["points"][point.key] = entry
+            _write_json(state_path, state)
+            ran.append(point.key)
+    finally:
+        if session is not None:
+            _close_quietly(session[1])
     state["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     _write_json(state_path, state)
     return SweepResult(state, ran, skipped)
+
+
+def _close_quietly(session: Any) -> None:
+    try:
+        session.close()
+    except HarnessError:
+        pass  # the device was already lost; its point's record says so
 
 
 def _rel(path: Path | None, root: Path) -> str | None:
