@@ -50,12 +50,10 @@ def record_quality(record: dict[str, Any], manifest: dict[str, Any] | None
                    ) -> dict[str, Any]:
     """{value, ci95, source, note} of a point's macro-F1."""
     q = record.get("quality")
-    if isinstance(q, dict):  # measured on the device (the eval benchmark)
-        f1 = q.get(QUALITY_METRIC)
-        if isinstance(f1, dict):
-            f1 = f1.get("value", f1.get(QUALITY_METRIC))
-        if _num(f1) is not None:
-            return {"value": _num(f1), "ci95": q.get(f"{QUALITY_METRIC}_ci95"),
+    if isinstance(q, dict):  # the eval benchmark: scored from the device's predictions
+        fig = (q.get("f1") or {}).get("macro") or {}
+        if _num(fig.get("value")) is not None:
+            return {"value": _num(fig["value"]), "ci95": fig.get("ci95"),
                     "source": "device", "note": "from the predictions the device returned"}
     gem = ((manifest or {}).get("quality") or {}).get("gem") or {}
     if _num(gem.get(QUALITY_METRIC)) is not None:

@@ -202,7 +202,7 @@ def build_tflite_artifact(
         },
         **model_fields(trained),
         "quantization": quant,
-        "quality": trained.quality,  # host figures of the torch model (as the ONNX build)
+        "quality": trained.quality,
         "build": {
             "seed": seed,
             "train_steps": train_steps,

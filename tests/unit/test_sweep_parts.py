@@ -45,7 +45,8 @@ def test_quality_source_device_before_host():
     manifest = {"quality": {"gem": {"macro_f1": 0.7, "macro_f1_ci95": [0.6, 0.8]}}}
     host = record_quality({}, manifest)
     assert host["source"] == "host" and host["value"] == 0.7
-    dev = record_quality({"quality": {"macro_f1": 0.65, "macro_f1_ci95": [0.6, 0.7]}}, manifest)
+    eval_block = {"benchmark": "eval", "f1": {"macro": {"value": 0.65, "ci95": [0.6, 0.7]}}}
+    dev = record_quality({"quality": eval_block}, manifest)
     assert dev["source"] == "device" and dev["value"] == 0.65
     assert record_quality({}, None)["value"] is None
 
