@@ -138,8 +138,8 @@ def run_sweep(points: Sequence[Point], values: dict[str, Any], report_dir: Path,
                              verdict=outcome.record["overall_verdict"])
             except HarnessError as exc:
                 # the build or run failed: a data point (its failure record is in the
-                # folder); the device is opened afresh for the next point
-                if session is not None:
+                # folder); after a failed run the device is opened afresh for the next
+                if session is not None and "artifact_folder" in entry:
                     _close_quietly(session[1])
                     session = None
                 recs = sorted(plan.report_dir.glob("*.json")) if plan.report_dir.exists() \

@@ -106,3 +106,88 @@ def test_sweep_page_has_a_plot_per_device_and_axis(tmp_path):
     assert data["devices"]["a"]["axes"]["energy_per_inference_mj"]["x"] == []
     assert len(data["devices"]["b"]["axes"]["energy_per_inference_mj"]["x"]) == 3
     assert html.count('class="record-link"') == 6 and "(emulated)" in html
+
+
+class FakeSession:
+    """A device that writes a record per run and can be told to be interrupted."""
+
+    opened = 0
+    runs: list = []
+    interrupt_at: int | None = None
+
+    def __init__(self) -> None:
+        FakeSession.opened += 1
+
+    def run_benchmark(self, art, budget_overrides, report_dir, run_id):
+        from harness.bench import BenchOutcome
+
+        FakeSession.runs.append(run_id)
+        if FakeSession.interrupt_at == len(FakeSession.runs):
+            raise KeyboardInterrupt
+        report_dir.mkdir(parents=True, exist_ok=True)
+        path = report_dir / f"{run_id}.json"
+        rec = {"overall_verdict": "pass", "run_id": run_id}
+        path.write_text(json.dumps(rec))
+        return BenchOutcome(rec, path)
+
+    def close(self) -> None:
+        pass
+
+
+def test_run_sweep_resumes_without_redoing_points(tmp_path, monkeypatch):
+    import itertools
+    from dataclasses import dataclass
+
+    from harness import plan as plan_mod
+    from harness.errors import ArtifactError
+    from harness.sweep import run_sweep
+
+    ids = itertools.count()
+
+    @dataclass
+    class FakePlan:
+        device: str
+        variant: str
+        report_dir: object
+        run_id: str
+        fmt: str = "onnx"
+        budget_overrides: object = None
+
+        @property
+        def profile(self):
+            return self.device
+
+        def build_artifact(self):
+            if self.variant == "broken":
+                raise ArtifactError("cannot build tiny-broken (onnx): planted")
+            return type("Art", (), {"folder": tmp_path / "art" / self.variant})()
+
+        def open_device(self):
+            return FakeSession()
+
+    def fake_make_plan(values, report_subdir=None, **_kw):
+        return FakePlan(values["device"], values["gem_variant"],
+                        tmp_path / "sweep" / report_subdir, f"run{next(ids)}")
+
+    monkeypatch.setattr(plan_mod, "make_plan", fake_make_plan)
+    FakeSession.runs, FakeSession.opened, FakeSession.interrupt_at = [], 0, 2
+    pts = grid(["a", "b"], ["tiny"], ["fp32", "broken", "int8"], [None])
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(pts, {}, tmp_path / "sweep")
+    state = json.loads((tmp_path / "sweep" / STATE_FILE).read_text())
+    done = dict(state["points"])
+    assert [e["status"] for e in done.values()] == ["done", "failed"]  # a:fp32, a:broken
+    assert "planted" in done[pts[1].key]["error"]
+    assert FakeSession.opened == 1  # a failed build does not reopen the device
+    first_record = (tmp_path / "sweep" / done[pts[0].key]["record"]).read_text()
+
+    FakeSession.interrupt_at = None
+    before = len(FakeSession.runs)
+    res = run_sweep(pts, {}, tmp_path / "sweep")
+    assert res.skipped == [pts[0].key, pts[1].key]  # finished (done or failed): not redone
+    assert res.ran == [p.key for p in pts[2:]]
+    assert len(FakeSession.runs) - before == 3  # a:int8 again (interrupted), b:fp32, b:int8
+    assert (tmp_path / "sweep" / res.state["points"][pts[0].key]["record"]).read_text() \
+        == first_record
+    assert [res.state["points"][p.key]["status"] for p in pts] == \
+        ["done", "failed", "done", "done", "failed", "done"]
