@@ -13,6 +13,7 @@ domain classification task). Users' JSONL data may use any integer labels in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass
@@ -251,3 +252,13 @@ def load_jsonl(path: str | Path, num_classes: int | None = None) -> list[Sample]
     if not samples:
         raise DataError(f"{path}: no records (file is empty)")
     return samples
+
+
+def samples_digest(samples: list[Sample]) -> str:
+    """sha256 over every sample's text, label and domain, in order: names a
+    hold-out exactly, so per-example references recorded at build time can be
+    matched to the same examples later (the on-device eval benchmark)."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(f"{s.text}\0{s.label}\0{s.domain}\n".encode())
+    return h.hexdigest()

@@ -207,7 +207,11 @@ def cross_domain_f1(
     counts the same however many examples it has), leaving out ``exclude``
     (the adapted model's target domain: then it is the out-of-domain, i.e.
     general-task, score)."""
-    f1 = per_domain_f1(labels, preds, domains)
+    return mean_f1(per_domain_f1(labels, preds, domains), exclude)
+
+
+def mean_f1(f1: dict[str, float], exclude: str | None = None) -> float:
+    """Unweighted mean of per-domain F1 values without ``exclude``."""
     vals = [v for d, v in f1.items() if d != exclude]
     if not vals:
         raise ValueError(f"cross_domain_f1: no domain left besides {exclude!r}")
@@ -245,13 +249,16 @@ def domain_specialization_index(
 ) -> float:
     """DSI = F1(target) - mean over the other domains of F1(d), in F1 points
     (in [-1, 1]; > 0: the model is better in its target domain than out of it)."""
-    f1 = per_domain_f1(labels, preds, domains)
+    return dsi_of(per_domain_f1(labels, preds, domains), target)
+
+
+def dsi_of(f1: dict[str, float], target: str) -> float:
+    """DSI from per-domain F1 values (see :func:`domain_specialization_index`)."""
     if target not in f1:
         raise ValueError(f"DSI: target domain {target!r} has no example (have {sorted(f1)})")
-    others = [v for d, v in f1.items() if d != target]
-    if not others:
+    if len(f1) < 2:
         raise ValueError("DSI needs at least one domain besides the target")
-    return f1[target] - sum(others) / len(others)
+    return f1[target] - mean_f1(f1, target)
 
 
 def generalization_gap(
@@ -281,8 +288,16 @@ def cross_domain_transfer_ratio(
     the share of the target domain's gain over the reference (general) model
     that carries over to the other domains (1: all of it, 0: none, < 0: the
     others lost). NaN when the target gained nothing (the ratio is undefined)."""
-    f1 = per_domain_f1(labels, preds, domains)
-    ref = per_domain_f1(labels, reference_preds, domains)
+    return cdtr_of(
+        per_domain_f1(labels, preds, domains),
+        per_domain_f1(labels, reference_preds, domains),
+        target,
+    )
+
+
+def cdtr_of(f1: dict[str, float], ref: dict[str, float], target: str) -> float:
+    """CDTR from per-domain F1 of the model and of the reference
+    (see :func:`cross_domain_transfer_ratio`)."""
     if target not in f1:
         raise ValueError(f"CDTR: target domain {target!r} has no example (have {sorted(f1)})")
     gain = f1[target] - ref[target]

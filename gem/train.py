@@ -131,6 +131,8 @@ def _prior_weights(
         return lambda domains: None
     natural = n_focus / len(samples)
     drawn = opt.focus_share + (1 - opt.focus_share) * natural
+    if drawn >= 1.0:  # focus_share 1: every sample is the focus domain's, nothing to undo
+        return lambda domains: None
     w_focus, w_other = natural / drawn, (1 - natural) / (1 - drawn)
     focus_id = DOMAINS.index(opt.focus_domain)
     return lambda domains: torch.where(domains == focus_id, w_focus, w_other)

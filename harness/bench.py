@@ -22,7 +22,13 @@ from typing import Any
 
 from harness import __version__, interrupts
 from harness.artifacts import LocalArtifact
-from harness.budgets import evaluate, not_applicable, overall, record_measurements
+from harness.budgets import (
+    benchmark_scope,
+    evaluate,
+    not_applicable,
+    overall,
+    record_measurements,
+)
 from harness.device import open_device
 from harness.errors import AgentError, HarnessError, TransportError
 from harness.profiles import DeviceProfile, RunSettings
@@ -134,7 +140,7 @@ class DeviceSession:
         settings = settings or self.profile.run
         t_start = time.perf_counter()
         base = self._base_record(artifact, name, settings, run_id)
-        run = _RunState(ab_baseline=ab_baseline)
+        run = _RunState(ab_baseline=ab_baseline, benchmark=name)
         run.budgets, run.budget_sources = self._budgets(artifact, budget_overrides or {})
         try:
             self._run_agent(artifact, settings, run)
@@ -180,6 +186,7 @@ class DeviceSession:
             self._stale_checked = True
         self._stage(run, "pushing the artifact")
         remote_dir, run.push_skipped = self.push_artifact(artifact)
+        eval_remote = self._push_eval_set(artifact, run) if run.benchmark == "eval" else None
         run.push_s = time.perf_counter() - t0
         self._stage(run, "preparing the device")
         run.conditioning = self.platform.prepare(self.transport) or {}
@@ -193,6 +200,8 @@ class DeviceSession:
         args = agent_args(remote_dir, settings) + runtime_agent_args(self.profile)
         if self.profile.emulated:  # generation timing is recorded, not gated: keep it short
             args += ["--gen-runs", "6", "--prefill-runs", "20"]
+        if eval_remote is not None:  # the eval benchmark: quality, no generation timing
+            args += ["--eval-file", eval_remote, "--gen-runs", "0"]
         run.stop_rule, run.stop_rule_reason = self._stop_rule(settings, run.budgets)
         if run.ab_baseline is not None:
             self._stage(run, "pushing the A/B baseline artifact")
@@ -216,8 +225,34 @@ class DeviceSession:
         warm.join()
         run.agent_wall_s = res.duration_s
         run.agent_out = parse_agent_output(self.profile.name, res)
+        if run.eval_set is not None:
+            from harness.quality import check_device_output
+
+            run.eval_preds, run.eval_nll = check_device_output(
+                run.eval_set, run.agent_out.get("eval"),
+                int(artifact.manifest.get("num_classes") or 0), self.profile.name)
         self._stage(run, "reading the device's sensors")
         run.sensor_fields = run.sensors.after_run(run.agent_out)
+
+    def _push_eval_set(self, artifact: LocalArtifact, run: _RunState) -> str:
+        """Build the eval set (hold-out examples + the build's references) and push
+        it into the work folder, hash-checked like the artifact; its remote path."""
+        import tempfile
+
+        from harness.quality import EvalSettings, build_eval_set
+
+        self._stage(run, "building the eval set")
+        es_settings = self.profile.settings.get("eval") or EvalSettings()
+        run.eval_settings = es_settings
+        run.eval_set = build_eval_set(artifact.manifest, es_settings.per_domain)
+        sha = run.eval_set.sha256
+        remote = posixpath.join(self.profile.run.workdir, "eval", sha[:16], "eval.json")
+        self._stage(run, "pushing the eval set")
+        with tempfile.TemporaryDirectory(prefix="gem-hil-eval-") as tmp:
+            local = Path(tmp) / "eval.json"
+            local.write_bytes(run.eval_set.payload())
+            self.transport.push(local, remote, sha256=sha)
+        return remote
 
     def _budgets(self, artifact: LocalArtifact, overrides: Mapping[str, float]
                  ) -> tuple[dict[str, float], dict[str, str]]:
@@ -365,6 +400,11 @@ class DeviceSession:
                 agent_run.get("count") if agent_run.get("stopped_by") == "decided" else None)
         else:
             stopping["why_not_sequential"] = run.stop_rule_reason
+        if run.eval_set is not None and run.eval_preds is not None:
+            from harness.quality import EvalSettings, score
+
+            record["quality"] = score(run.eval_set, run.eval_preds, run.eval_nll,
+                                      run.eval_settings or EvalSettings(), out.get("eval") or {})
         record.update({
             "generation": generation_fields(out.get("generation"), summarize),
             "latency_ms": latency,
@@ -381,7 +421,8 @@ class DeviceSession:
                             emulator_budgets=p.budgets.get("emulator"),
                             stopped_by=agent_run.get("stopped_by"),
                             unstable=not validity.stable,
-                            inapplicable=not_applicable(artifact.manifest.get("format")))
+                            inapplicable={**not_applicable(artifact.manifest.get("format")),
+                                          **benchmark_scope(run.benchmark)})
         record["verdicts"] = [v.as_dict() for v in verdicts]
         record["overall_verdict"] = overall(verdicts)
         if out.get("ab") and run.ab_baseline is not None:
@@ -424,6 +465,12 @@ class _RunState:
     stop_rule: dict[str, Any] | None = None
     stop_rule_reason: str = "the run failed before the agent started"
     ab_baseline: LocalArtifact | None = None
+    #: the benchmark's name; "eval" also runs the evaluation set (harness/quality.py)
+    benchmark: str = "latency"
+    eval_set: Any = None  # harness.quality.EvalSet
+    eval_settings: Any = None  # harness.quality.EvalSettings
+    eval_preds: list[int] | None = None
+    eval_nll: list[tuple[float, int]] | None = None
 
 
 _WARM_UP: threading.Thread | None = None

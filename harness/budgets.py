@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from gem.config import DOMAINS
 from harness.errors import ConfigError, UnknownMetricError
 
 if TYPE_CHECKING:
@@ -54,6 +55,31 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 
+def domain_metric(domain: str) -> str:
+    """Budget metric of a domain's F1 floor: ``domain_f1_<domain>`` (- becomes _)."""
+    return "domain_f1_" + domain.replace("-", "_")
+
+
+#: accuracy budgets, measured by the eval benchmark on the device (docs/quality.md);
+#: not timing, so gated on emulators too (an int8 drift on an arm64 runtime is real)
+METRICS.update({m.name: m for m in (
+    *(Metric(domain_metric(d), "F1", "min", False,
+             f"F1 floor of the {d} domain on the eval set (device predictions)")
+      for d in DOMAINS),
+    Metric("cross_domain_f1", "F1", "min", False,
+           "mean per-domain F1 over all domains (device predictions)"),
+    Metric("generalization_gap", "F1", "max", False,
+           "GG: cross-domain F1 of the general fp32 model minus this artifact's on the device"),
+    Metric("forgetting", "1", "max", False,
+           "relative drop of the general-task F1 (domains other than the adapted one) "
+           "against the general model"),
+    Metric("fp32_top1_agreement", "1", "min", False,
+           "share of eval examples where the device's class equals the fp32 model's"),
+)})
+#: budget metrics of the eval benchmark
+QUALITY_METRICS = (*(domain_metric(d) for d in DOMAINS), "cross_domain_f1",
+                   "generalization_gap", "forgetting", "fp32_top1_agreement")
+
 #: budget metrics of the generative benchmarks (prefill + decode graphs)
 GENERATION_METRICS = ("ttft_p95_ms", "decode_token_p95_ms", "decode_tokens_per_s")
 #: artifact formats whose export has no prefill/decode graphs yet (docs/gem.md)
@@ -67,6 +93,17 @@ def not_applicable(fmt: str | None) -> dict[str, str]:
         return {}
     return {m: f"{fmt} artifacts ship no prefill/decode graphs yet: not measured"
             for m in GENERATION_METRICS}
+
+
+def benchmark_scope(name: str) -> dict[str, str]:
+    """Budgets another benchmark measures: recorded as not measured here, neither
+    gated nor left inconclusive (quality: the eval benchmark; the eval benchmark
+    runs no generation timing)."""
+    if name == "eval":
+        return {m: "the eval benchmark times no generation: see the latency benchmark"
+                for m in GENERATION_METRICS}
+    return {m: "measured by the eval benchmark (pytest: gem_bench('eval'); CLI: "
+               "gem-hil bench --benchmark eval)" for m in QUALITY_METRICS}
 
 
 def unknown_metric(name: str, where: str) -> UnknownMetricError:
@@ -300,6 +337,9 @@ def record_measurements(rec: Mapping[str, Any]) -> dict[str, Measurement]:
                                                  hi if hi is not None else e)
     fallback = (rec.get("op_placement") or {}).get("cpu_fallback_ops")
     out["cpu_fallback_ops"] = Measurement.exact(float(fallback) if fallback is not None else None)
+    from harness.quality import quality_measurements
+
+    out.update(quality_measurements(rec))
     gen = rec.get("generation") or {}
     if gen:
         ttft = gen["prefill"]["ttft_ms"]

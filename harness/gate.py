@@ -30,7 +30,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.budgets import METRICS, evaluate, not_applicable, record_measurements
+from harness.budgets import (
+    METRICS,
+    benchmark_scope,
+    evaluate,
+    not_applicable,
+    record_measurements,
+)
 from harness.errors import ConfigError, HarnessError
 from harness.regression import DEFAULT_RUN_SD, compare_runs
 from harness.report import markdown_table, md_escape, text_table
@@ -216,7 +222,8 @@ def budget_rows(rec: Mapping[str, Any], name: str, targets_dir: Path | None,
     verdicts = evaluate(budgets, record_measurements(rec), sources, emulated=emulated,
                         emulator_budgets=emulator, stopped_by=validity.get("stopped_by"),
                         unstable=stability.get("stable") is False,
-                        inapplicable=not_applicable((rec.get("artifact") or {}).get("format")))
+                        inapplicable={**not_applicable((rec.get("artifact") or {}).get("format")),
+                                      **benchmark_scope(bench)})
     return [GateRow(device, f"{model}-{variant}", bench, v.metric, v.unit, v.measured, v.limit,
                     v.direction, v.ci_low, v.ci_high, v.verdict, note=v.reason,
                     source=v.source, record=name) for v in verdicts]

@@ -45,6 +45,7 @@ BUILTIN_MODULES = (
     "harness.runtimes",
     "harness.validity",
     "harness.sensors.session",
+    "harness.quality",
 )
 
 KINDS = ("transport", "platform", "runtime")

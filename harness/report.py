@@ -92,6 +92,21 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list
             + ["| " + " | ".join(md_escape(c) for c in r) + " |" for r in rows])
 
 
+def quality_notes(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The eval benchmark's headline figures (F1, GG, forgetting, DSI, CDTR), one
+    line per record that has them."""
+    from harness.quality import quality_summary_line
+
+    out = []
+    for rec in records:
+        line = quality_summary_line(rec.get("quality"))
+        if line:
+            out.append(f"{rec['device']['name']} {rec['artifact']['model']}-"
+                       f"{rec['artifact']['variant']}: {line}")
+    return out
+
+
 def summary_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:
     records = list(records)
-    return text_table(HEADERS, verdict_rows(records)) + validity_notes(records)
+    return (text_table(HEADERS, verdict_rows(records)) + validity_notes(records)
+            + quality_notes(records))

@@ -1120,13 +1120,15 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         ab["baseline_samples_ns"] = timed["arm_samples"][1]
         ab["order"] = "pairs, arm order drawn at random per pair (seeded)"
     generation = run_generation(np, args, manifest)  # after the forward window; own timing
+    described, placement = runtime.describe(), runtime.op_placement()  # the timed bucket's
+    evaluation = run_eval(np, runtime, args, manifest)  # after every timed part
     return {
         "ab": ab,
         "ok": True,
         "agent_version": AGENT_VERSION,
-        "runtime": {"name": runtime.name, "version": runtime.version, **runtime.describe(),
+        "runtime": {"name": runtime.name, "version": runtime.version, **described,
                     **call_info},
-        "op_placement": runtime.op_placement(),
+        "op_placement": placement,
         "latency_samples_ns": timed["samples"],
         "warmup_samples_ns": warm,
         "cold_start": cold,
@@ -1140,6 +1142,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "sysfs_samples": sampler.samples if sampler else {},
         "sample_interval_ms": sampler.interval_ms if sampler else None,
         "generation": generation,
+        "eval": evaluation,
     }
 
 
@@ -1383,6 +1386,81 @@ def run_generation(np, args: argparse.Namespace, manifest: dict) -> dict | None:
     }
 
 
+# -- eval: the evaluation set through the artifact, scored on the host ------------
+# The harness pushes a JSON eval set {"format": "gem-eval-set/1", "examples":
+# [{"id", "input_ids", "label"}]}; the agent returns, per example in order, the
+# predicted class (argmax of the artifact's logits) and, where the artifact has
+# the generation graphs, the summed next-token NLL (nats) with its target count:
+# prefill of the first token, then one decode step per further token (the KV
+# cache reproduces the full forward pass), so every position's logits are real
+# device outputs. The host scores (harness/quality.py); the agent never sees
+# a metric, and the labels it was given are not echoed back.
+
+
+def _log_softmax_at(np, logits, target: int) -> float:
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    m = float(z.max())
+    return float(z[target] - m - np.log(np.exp(z - m).sum()))
+
+
+def _sequence_nll(np, pre, dec, ids: list[int]) -> tuple[float, int]:
+    """Summed next-token NLL of ids[1:] given the prefix, through the graphs."""
+    logits, k, v, r = pre.run({"input_ids": np.asarray([ids[:1]], dtype=np.int64)})
+    nll = 0.0
+    for t in range(1, len(ids)):
+        nll -= _log_softmax_at(np, logits[0], int(ids[t]))
+        if t + 1 < len(ids):
+            logits, k, v, r = dec.run({"input_ids": np.asarray([[ids[t]]], dtype=np.int64),
+                                       "past_k": k, "past_v": v, "past_route_sum": r})
+    return nll, len(ids) - 1
+
+
+def load_eval_set(path: str) -> list[dict]:
+    text = read_text(path)
+    if text is None:
+        raise AgentFailure("usage", f"eval set {path} does not exist on the device", EXIT_USAGE)
+    try:
+        data = json.loads(text)
+        examples = data["examples"]
+        for e in examples:
+            e["input_ids"] = [int(x) for x in e["input_ids"]]
+            if not e["input_ids"]:
+                raise ValueError(f"example {e.get('id')} has no input_ids")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AgentFailure("usage", f"eval set {path}: expected {{\"examples\": [{{\"id\", "
+                           f"\"input_ids\", \"label\"}}]}} ({exc})", EXIT_USAGE) from None
+    return examples
+
+
+def run_eval(np, runtime, args: argparse.Namespace, manifest: dict) -> dict | None:
+    """Predictions (and per-example NLL) of the eval set on this device."""
+    if not args.eval_file:
+        return None
+    examples = load_eval_set(args.eval_file)
+    name = manifest["inputs"][0]["name"]
+    dtype = manifest["inputs"][0].get("dtype", "int64")
+    limit = getattr(runtime, "buckets", None)
+    limit = limit[-1] if limit else int(manifest.get("max_len_tokens", 1 << 30))
+    preds, truncated = [], 0
+    t0 = time.perf_counter_ns()
+    for e in examples:
+        ids = e["input_ids"]
+        if len(ids) > limit:  # LiteRT: the largest bucket is the longest input
+            ids, truncated = ids[:limit], truncated + 1
+        out = runtime.run(runtime.prepare({name: np.asarray([ids], dtype=dtype)}))
+        preds.append(int(np.argmax(np.asarray(out[0]).reshape(-1))))
+    t1 = time.perf_counter_ns()
+    nll, lm_source = None, "not measured: the artifact ships no generation graphs"
+    if "generation" in manifest and manifest["format"] == "onnx":
+        _, pre, dec = _gen_sessions(manifest, args.artifact_dir, args.threads)
+        nll = [list(_sequence_nll(np, pre, dec, e["input_ids"])) for e in examples]
+        lm_source = "prefill (first token) + decode steps with the KV cache, onnxruntime"
+    t2 = time.perf_counter_ns()
+    return {"ids": [e.get("id") for e in examples], "preds": preds, "nll": nll,
+            "lm_source": lm_source, "truncated_examples": truncated,
+            "classify_s": (t1 - t0) / 1e9, "lm_s": (t2 - t1) / 1e9}
+
+
 class _UsageError(Exception):
     pass
 
@@ -1413,6 +1491,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--prefill-runs", type=int, default=500,
                    help="timed prefill-only runs (ppN, TTFT): a p95 needs >= 72 effective "
                         "samples for a bounded upper end")
+    p.add_argument("--eval-file", default=None,
+                   help="eval benchmark: run this JSON eval set through the artifact and "
+                        "return per-example predictions (and NLL) for the host to score")
     p.add_argument("--sample-path", action="append", default=[])
     p.add_argument("--sample-interval-ms", type=float, default=MIN_SAMPLE_INTERVAL_MS,
                    help=f"sensor sampling period, at least {MIN_SAMPLE_INTERVAL_MS:g} ms")

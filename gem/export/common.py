@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from gem.config import DOMAINS, GemConfig, get_config
-from gem.data import Sample
+from gem.data import Sample, samples_digest
 from gem.errors import BuildError
 from gem.export import BuildProgress
 from gem.tokenizer import BOS_ID, EOS_ID, encode_batch
@@ -204,4 +204,14 @@ def quality_report(net: Any, general: Any, train_set: list[Sample], holdout: lis
         ),
         "baseline_unigram": {"perplexity": ppl_by_domain(nll_uni)},
         "routing": ev.routing,
+        # what the on-device eval benchmark scores a device's predictions against
+        # (harness/quality.py): the hold-out by digest and index, and the per-example
+        # predictions of this fp32 model and of the general model before adaptation
+        "eval_reference": {
+            "holdout_sha256": samples_digest(holdout),
+            "corpus_seed": seed,
+            "adapt_domain": ADAPT_DOMAIN,
+            "preds_fp32": list(ev.preds),
+            "preds_general": list(ev_gen.preds),
+        },
     }

@@ -41,6 +41,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     # the shared --gem-format (pytest's name), also spelt --format like build's
     r.add_argument("--gem-format", "--format", **OPTION_BY_FLAG["--gem-format"].kwargs())
     r.add_argument("--json", action="store_true", help="print the result record as JSON")
+    r.add_argument("--benchmark", choices=("latency", "eval"), default="latency",
+                   help="latency (forward pass + generation timing) or eval (also runs the "
+                        "evaluation set on the device and scores quality, docs/quality.md)")
     r.set_defaults(func=cmd_bench)
 
 
@@ -78,7 +81,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     with plan.open_device() as dev, \
             progress.task(f"{plan.profile.name} ({plan.profile.transport})") as shown:
         dev.progress = shown.update
-        outcome = dev.run_benchmark(art, budget_overrides=plan.budget_overrides,
+        outcome = dev.run_benchmark(art, name=getattr(args, "benchmark", "latency"),
+                                    budget_overrides=plan.budget_overrides,
                                     report_dir=plan.report_dir, run_id=plan.run_id,
                                     ab_baseline=ab)
     rec = outcome.record
