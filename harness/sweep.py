@@ -94,9 +94,17 @@ class SweepResult:
 
 
 def run_sweep(points: Sequence[Point], values: dict[str, Any], report_dir: Path,
-              say: Callable[[str], None] = lambda _m: None) -> SweepResult:
+              say: Callable[[str], None] = lambda _m: None, quality: str = "device"
+              ) -> SweepResult:
     """Run every unfinished point of ``points``; ``values`` are the shared options
-    (Option.dest keys: targets_dir, artifact_cache, budget, accept_new_host_key)."""
+    (Option.dest keys: targets_dir, artifact_cache, budget, accept_new_host_key).
+
+    Each point runs the latency benchmark (latency, memory, energy) and, with
+    ``quality="device"``, the eval benchmark (the device's predictions scored on
+    the host: the record's quality block); ``quality="host"`` skips it and the
+    report uses the build's host evaluation, labelled so."""
+    if quality not in ("device", "host"):
+        raise ConfigError(f"sweep quality {quality!r}: expected device or host")
     from harness.plan import make_plan
 
     report_dir = Path(report_dir).resolve()
@@ -134,8 +142,15 @@ def run_sweep(points: Sequence[Point], values: dict[str, Any], report_dir: Path,
                 outcome = session[1].run_benchmark(
                     art, budget_overrides=plan.budget_overrides, report_dir=plan.report_dir,
                     run_id=plan.run_id)
-                entry.update(status="done", record=_rel(outcome.path, report_dir),
+                entry.update(record=_rel(outcome.path, report_dir),
                              verdict=outcome.record["overall_verdict"])
+                if quality == "device":  # the eval benchmark: quality from the device
+                    ev = session[1].run_benchmark(
+                        art, name="eval", budget_overrides=plan.budget_overrides,
+                        report_dir=plan.report_dir, run_id=plan.run_id)
+                    entry.update(eval_record=_rel(ev.path, report_dir),
+                                 eval_verdict=ev.record["overall_verdict"])
+                entry["status"] = "done"
             except HarnessError as exc:
                 # the build or run failed: a data point (its failure record is in the
                 # folder); after a failed run the device is opened afresh for the next

@@ -1,10 +1,12 @@
 """The sweep report: quality against latency, memory and energy per device, with
 the Pareto front, each point linked to its record (``<report-dir>/sweep.html``).
 
-Quality comes from the record's ``quality`` block when the device evaluated the
-artifact (the on-device ``eval`` benchmark), else from the host evaluation the
-build wrote into the artifact manifest (``quality.gem``: macro-F1 with its
-bootstrap 95 % CI on the hold-out), labelled "host" on the page and in the
+Quality comes from the ``quality`` block of the point's eval record when the
+device evaluated the artifact (the on-device ``eval`` benchmark, harness/quality.py:
+macro-F1 with its bootstrap CI from the predictions the device returned), else
+from the host evaluation the build wrote into the artifact manifest
+(``quality.gem``: macro-F1 with its bootstrap 95 % CI on the hold-out),
+labelled "host" on the page and in the
 data. A host figure is the torch model's: for an int8 variant that is the model
 before the int8 conversion (the conversion's own agreement with fp32 is in the
 manifest's ``quantization.vs_fp32_holdout``); a compressed variant's host
@@ -80,6 +82,9 @@ def collect_points(state: dict[str, Any], report_dir: Path) -> list[dict[str, An
         folder = entry.get("artifact_folder")
         if folder and (Path(folder) / "manifest.json").is_file():
             manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+        eval_rec: dict[str, Any] = {}
+        if entry.get("eval_record") and (report_dir / entry["eval_record"]).is_file():
+            eval_rec = json.loads((report_dir / entry["eval_record"]).read_text(encoding="utf-8"))
         lat = record.get("latency_ms") or {}
         costs = {
             "latency_p50_ms": _num(lat.get("p50_ms")),
@@ -94,8 +99,9 @@ def collect_points(state: dict[str, Any], report_dir: Path) -> list[dict[str, An
             "label": f"{entry['model']}-{entry['variant']} ({entry.get('format')})",
             "status": entry.get("status"), "verdict": entry.get("verdict"),
             "emulated": bool((record.get("device") or {}).get("emulated")),
-            "record": entry.get("record"), "error": entry.get("error"),
-            "quality": record_quality(record, manifest),
+            "record": entry.get("record"), "eval_record": entry.get("eval_record"),
+            "error": entry.get("error"),
+            "quality": record_quality(eval_rec or record, manifest),
             **{k: (v if ok else None) for k, v in costs.items()},
         })
     return rows

@@ -34,6 +34,10 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--report-dir", default="reports/sweep", metavar="DIR",
                    help="the sweep's folder: state file, records, sweep.html "
                         "(default reports/sweep)")
+    s.add_argument("--quality", choices=("device", "host"), default="device",
+                   help="device (default): also run the eval benchmark at every point, "
+                        "quality from the device's predictions; host: skip it and use the "
+                        "build's host evaluation (labelled host in the report)")
     add_argparse_options(s, ["--targets-dir", "--budget", "--artifact-cache",
                              "--accept-new-host-key"])
     s.set_defaults(func=cmd_sweep)
@@ -58,7 +62,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
               "budget": args.budget, "accept_new_host_key": args.accept_new_host_key}
     report_dir = Path(args.report_dir)
     result = run_sweep(points, values, report_dir,
-                       say=lambda m: print(m, file=sys.stderr, flush=True))
+                       say=lambda m: print(m, file=sys.stderr, flush=True),
+                       quality=args.quality)
     page = render_sweep(result.state, report_dir)
     failed = [k for k, e in result.state["points"].items() if e["status"] == "failed"]
     print(f"sweep: {len(result.ran)} points run, {len(result.skipped)} already finished "

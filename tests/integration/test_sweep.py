@@ -1,7 +1,9 @@
 """`gem-hil sweep` on the local device and the emulated Pixel 6 (ADB peer):
 interrupted after its first points, resumed without redoing them, artifacts
 built once for both devices, and the Pareto report opened in headless Chromium
-(every point drawn; the drawn front is exactly the non-dominated points)."""
+(every point drawn; the drawn front is exactly the non-dominated points).
+Quality comes from the eval benchmark run at every point (the device's
+predictions scored on the host)."""
 
 from __future__ import annotations
 
@@ -108,7 +110,11 @@ def test_sweep_resumes_and_renders_the_pareto_front(adb_peer, adb_key, tmp_path)
     assert not re.search(r'<(script|link|img)[^>]+(src|href)="https?:', html)
     data = json.loads(re.search(r'id="sweep-data">(.*?)</script>', html, re.S).group(1))
     assert sorted(data["devices"]) == ["local", "pixel6-emulated"]
-    assert "host" in html  # quality from the host evaluation, labelled so
+    for dev in data["devices"].values():  # quality from the predictions the device returned
+        assert set(dev["axes"]["latency_p50_ms"]["source"]) == {"device"}
+    for entry in state["points"].values():
+        ev = json.loads((reports / entry["eval_record"]).read_text())
+        assert ev["benchmark"]["name"] == "eval" and ev["quality"]["f1"]["macro"]["value"] >= 0
     links = re.findall(r'class="record-link" href="([^"]+)"', html)
     assert len(links) == 4 and all((reports / ln).is_file() for ln in links)
     reason = chromium.unavailable_reason()

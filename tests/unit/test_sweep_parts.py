@@ -118,9 +118,11 @@ class FakeSession:
     def __init__(self) -> None:
         FakeSession.opened += 1
 
-    def run_benchmark(self, art, budget_overrides, report_dir, run_id):
+    def run_benchmark(self, art, budget_overrides, report_dir, run_id, name="latency"):
         from harness.bench import BenchOutcome
 
+        if name == "eval":  # quality="host" in this test: never asked for
+            raise AssertionError("the eval benchmark ran with quality=host")
         FakeSession.runs.append(run_id)
         if FakeSession.interrupt_at == len(FakeSession.runs):
             raise KeyboardInterrupt
@@ -173,7 +175,7 @@ def test_run_sweep_resumes_without_redoing_points(tmp_path, monkeypatch):
     FakeSession.runs, FakeSession.opened, FakeSession.interrupt_at = [], 0, 2
     pts = grid(["a", "b"], ["tiny"], ["fp32", "broken", "int8"], [None])
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(pts, {}, tmp_path / "sweep")
+        run_sweep(pts, {}, tmp_path / "sweep", quality="host")
     state = json.loads((tmp_path / "sweep" / STATE_FILE).read_text())
     done = dict(state["points"])
     assert [e["status"] for e in done.values()] == ["done", "failed"]  # a:fp32, a:broken
@@ -183,7 +185,7 @@ def test_run_sweep_resumes_without_redoing_points(tmp_path, monkeypatch):
 
     FakeSession.interrupt_at = None
     before = len(FakeSession.runs)
-    res = run_sweep(pts, {}, tmp_path / "sweep")
+    res = run_sweep(pts, {}, tmp_path / "sweep", quality="host")
     assert res.skipped == [pts[0].key, pts[1].key]  # finished (done or failed): not redone
     assert res.ran == [p.key for p in pts[2:]]
     assert len(FakeSession.runs) - before == 3  # a:int8 again (interrupted), b:fp32, b:int8
