@@ -114,6 +114,7 @@ class FakeSession:
     opened = 0
     runs: list = []
     interrupt_at: int | None = None
+    eval_ok = False
 
     def __init__(self) -> None:
         FakeSession.opened += 1
@@ -121,8 +122,15 @@ class FakeSession:
     def run_benchmark(self, art, budget_overrides, report_dir, run_id, name="latency"):
         from harness.bench import BenchOutcome
 
-        if name == "eval":  # quality="host" in this test: never asked for
-            raise AssertionError("the eval benchmark ran with quality=host")
+        if name == "eval":
+            if not FakeSession.eval_ok:
+                raise AssertionError("the eval benchmark ran with quality=host")
+            report_dir.mkdir(parents=True, exist_ok=True)
+            path = report_dir / f"{run_id}-eval.json"
+            rec = {"overall_verdict": "pass", "benchmark": {"name": "eval"},
+                   "quality": {"f1": {"macro": {"value": 0.61, "ci95": [0.5, 0.7]}}}}
+            path.write_text(json.dumps(rec))
+            return BenchOutcome(rec, path)
         FakeSession.runs.append(run_id)
         if FakeSession.interrupt_at == len(FakeSession.runs):
             raise KeyboardInterrupt
@@ -193,3 +201,34 @@ def test_run_sweep_resumes_without_redoing_points(tmp_path, monkeypatch):
         == first_record
     assert [res.state["points"][p.key]["status"] for p in pts] == \
         ["done", "failed", "done", "done", "failed", "done"]
+
+
+def test_quality_device_runs_eval_and_the_page_uses_it(tmp_path, monkeypatch):
+    from harness import plan as plan_mod
+    from harness.sweep import run_sweep
+    from harness.sweep_report import collect_points
+
+    class Plan:
+        fmt, budget_overrides, profile = "onnx", None, "a"
+
+        def __init__(self, values, report_subdir=None, **_kw):
+            self.report_dir = tmp_path / "sweep" / report_subdir
+            self.run_id = "r-" + values["gem_variant"]
+
+        def build_artifact(self):
+            return type("Art", (), {"folder": tmp_path / "none"})()
+
+        def open_device(self):
+            return FakeSession()
+
+    monkeypatch.setattr(plan_mod, "make_plan", Plan)
+    FakeSession.runs, FakeSession.interrupt_at, FakeSession.eval_ok = [], None, True
+    try:
+        res = run_sweep(grid(["a"], ["tiny"], ["fp32"], [None]), {}, tmp_path / "sweep")
+    finally:
+        FakeSession.eval_ok = False
+    (entry,) = res.state["points"].values()
+    assert entry["eval_record"].endswith("r-fp32-eval.json") and entry["status"] == "done"
+    (row,) = collect_points(res.state, tmp_path / "sweep")
+    assert row["quality"] == {"value": 0.61, "ci95": [0.5, 0.7], "source": "device",
+                              "note": "from the predictions the device returned"}
