@@ -119,6 +119,10 @@ def artifact_key(
         "versions": _package_versions(fmt),
         "corpus": _corpus_fingerprint(),
     }
+    from gem.compress.spec import is_compressed, parse_variant
+
+    if is_compressed(variant):  # every compression setting, not only the name, keys the cache
+        recipe["compression"] = parse_variant(variant).to_dict()
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 

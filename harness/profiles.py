@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gem.compress.spec import COMPRESSED_VARIANTS
 from harness.errors import ConfigError, UnknownDeviceError
 from harness.registry import Part as _Part
 from harness.registry import (
@@ -37,8 +38,9 @@ _REQUIRED = object()
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
                dict: "a table", list: "a list"}
 
-#: the artifact variants a GEM build offers ([run] variant, --gem-variant)
-VARIANTS = ("fp32", "int8")
+#: the artifact variants a GEM build offers ([run] variant, --gem-variant): the
+#: precisions, then the compressed ones (gem/compress/spec.py; docs/compression.md)
+VARIANTS = ("fp32", "int8", *COMPRESSED_VARIANTS)
 
 #: tables every profile may carry besides the registered ones
 _FREE_TABLES = ("hardware", "budgets")

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-#: Formats build_artifact() accepts, and the variants each supports.
-FORMATS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int8"), "tflite": ("fp32", "int8")}
+from gem.compress.spec import COMPRESSED_VARIANTS
+
+#: Formats build_artifact() accepts, and the variants each supports (the
+#: compressed ones, gem/compress, are fp32 files of a pruned / GPTQ model).
+FORMATS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int8", *COMPRESSED_VARIANTS),
+                                       "tflite": ("fp32", "int8", *COMPRESSED_VARIANTS)}
 
 #: The packages whose versions change what a format's build writes: part of its
 #: cache key and its manifest (a format's key ignores the others' packages).

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from gem.compress.spec import base_variant
 from gem.config import DOMAINS, GemConfig
 from gem.data import Sample
 from gem.errors import BuildError
@@ -192,7 +193,8 @@ def build_onnx_artifact(
 
     report: BuildProgress = progress or (lambda stage, done, total: None)
     t0 = time.perf_counter()
-    trained = train_model(model, seed, train_steps, report)
+    trained = train_model(model, seed, train_steps, report, variant)
+    precision = base_variant(variant)  # a compressed variant ships an fp32 file
     cfg, net, data, holdout = trained.cfg, trained.net, trained.data, trained.holdout
 
     example, _ = encode_batch([s.text for s in holdout[:2]], max_len=24, pad_to=24)
@@ -231,7 +233,7 @@ def build_onnx_artifact(
         )
 
     quant: dict[str, Any]
-    if variant == "int8":
+    if precision == "int8":
         report("quantize to int8", 0, None)
         quant = quantize_onnx(fp32_path, out / "model.onnx", HYBRID_V1, external_data=external_data)
         int8_sess = make_session(out / "model.onnx")
@@ -253,7 +255,7 @@ def build_onnx_artifact(
 
     final = out / "model.onnx"
     report("reference outputs", 0, None)
-    min_margin = MIN_ROUTING_MARGIN[variant]
+    min_margin = MIN_ROUTING_MARGIN[precision]
     refs, margins = reference_inputs(
         cfg, data, (16, 32, 64, 128), RoutingProbe(final, cfg.dtr_threshold), min_margin
     )
@@ -261,7 +263,7 @@ def build_onnx_artifact(
     ref_out = [run_session(sess, x) for x in refs]
     alt = make_session(final, threads=2, optimize=False)
     spread = _max_diff(ref_out, [run_session(alt, x) for x in refs])
-    atol = max(ATOL_FLOOR[variant], 10.0 * spread)
+    atol = max(ATOL_FLOOR[precision], 10.0 * spread)
     write_json(
         out / REF_FILE,
         {
@@ -299,7 +301,7 @@ def build_onnx_artifact(
             "routing_margins": margins,
             "routing_margin_required": min_margin,
             "atol_basis": {
-                "floor": ATOL_FLOOR[variant],
+                "floor": ATOL_FLOOR[precision],
                 "host_spread": spread,
                 "rule": "max(floor, 10 x max|threads=1,optimized - threads=2,unoptimized|)",
             },

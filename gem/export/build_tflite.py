@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from gem.compress.spec import base_variant
 from gem.errors import BuildError
 from gem.export import BuildProgress
 from gem.export.build_onnx import (
@@ -93,7 +94,8 @@ def build_tflite_artifact(
 
     report: BuildProgress = progress or (lambda stage, done, total: None)
     t0 = time.perf_counter()
-    trained = train_model(model, seed, train_steps, report)
+    trained = train_model(model, seed, train_steps, report, variant)
+    precision = base_variant(variant)  # a compressed variant ships an fp32 file
     cfg, net = trained.cfg, trained.net
     buckets = seq_buckets(cfg.max_len_tokens)
 
@@ -125,7 +127,7 @@ def build_tflite_artifact(
                          f"torch and LiteRT by more than {TORCH_PARITY_ATOL}; the export is wrong")
 
     final = out / MODEL_FILE
-    if variant == "int8":
+    if precision == "int8":
         report("quantize to int8 (dynamic range)", 0, None)
         quant = quantize_dynamic_int8(info.path, final)
         int8_hold = run_padded(make_interpreter(final), holdout_ids, buckets, cfg.pad_id)
@@ -146,7 +148,7 @@ def build_tflite_artifact(
 
     report("reference outputs", 0, None)
     sess, alt = make_interpreter(final), make_interpreter(final, threads=2, reference_kernels=True)
-    floor = ATOL_FLOOR[variant]
+    floor = ATOL_FLOOR[precision]
     refs, ref_out, spreads = [], [], []
     for i, length in enumerate(x for x in REFERENCE_LENGTHS if x <= cfg.max_len_tokens):
         best: tuple[float, np.ndarray, np.ndarray] | None = None

@@ -39,6 +39,11 @@ class Trained:
     train_seconds: float
     quality: dict[str, Any] = field(default_factory=dict)
     data_summary: dict[str, Any] = field(default_factory=dict)
+    #: the manifest's ``compression`` section of a compressed variant (gem/compress)
+    compression: dict[str, Any] | None = None
+    #: the frozen general model the adaptation was distilled from (the reference
+    #: of GG / CDTR; uncompressed)
+    general: Any = None
 
     def check_rows(self) -> list[Sample]:
         """A bounded, every-domain slice of the hold-out for graph checks."""
@@ -51,10 +56,13 @@ class Trained:
 
 
 def train_model(model: str, seed: int, train_steps: int,
-                report: BuildProgress) -> Trained:
+                report: BuildProgress, variant: str = "fp32") -> Trained:
     """Build and train ``model`` deterministically from ``seed`` with the paper's
     recipe: general training on all domains, then adaptation to ADAPT_DOMAIN
-    distilled from the frozen general model (adaptive knowledge preservation)."""
+    distilled from the frozen general model (adaptive knowledge preservation).
+    A compressed ``variant`` (gem/compress) is then pruned / GPTQ-quantized,
+    training-free, with Hessians calibrated on ADAPT_DOMAIN and general texts;
+    the quality report describes the compressed model."""
     import dataclasses
 
     import torch
@@ -84,6 +92,14 @@ def train_model(model: str, seed: int, train_steps: int,
     gen_res, ad_res, teacher = general_then_adapt(
         net, train_set, general, adapt, on_step=lambda done, total: report("train", done, total)
     )
+    compression = None
+    from gem.compress.spec import is_compressed, parse_variant
+
+    if is_compressed(variant):
+        from gem.compress.apply import compress_model
+
+        report(f"compress ({variant})", 0, None)
+        compression = compress_model(net, parse_variant(variant), train_set, ADAPT_DOMAIN)
     report("quality on the hold-out", 0, None)
     quality = quality_report(net, teacher, train_set, holdout, seed)
     quality["recipe"] = {
@@ -103,7 +119,8 @@ def train_model(model: str, seed: int, train_steps: int,
     }
     train_acc = accuracy(net, train_set[:: max(1, len(train_set) // 512)])
     return Trained(cfg, net, data, train_set, holdout, train_acc, quality["gem"]["accuracy"],
-                   gen_res.seconds + ad_res.seconds, quality, corpus.summary())
+                   gen_res.seconds + ad_res.seconds, quality, corpus.summary(), compression,
+                   teacher)
 
 
 def model_fields(t: Trained) -> dict[str, Any]:
@@ -127,6 +144,7 @@ def model_fields(t: Trained) -> dict[str, Any]:
             "dtr_capacity": cfg.dtr_capacity,
             "dtr_threshold": cfg.dtr_threshold,
         },
+        **({"compression": t.compression} if t.compression else {}),
     }
 
 

@@ -7,6 +7,7 @@
     gem-hil qemu build|up|down|status pi4  the emulated Raspberry Pi 4 (QEMU arm64 VM)
     gem-hil farm run|status|release|return|worker --inventory farm.toml   the device farm
     gem-hil report [--history URL]         the dashboard: reports/index.html
+    gem-hil sweep --devices A,B --variants V,W   design-space sweep, Pareto report
 
 Profiles are searched in --targets-dir DIR (given before or after the
 sub-command), then $GEM_HIL_TARGETS, ~/.config/gem-hil/targets, and the
@@ -56,7 +57,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from harness.cli import bench, devices, farm, gate, qemu, report
+    from harness.cli import bench, devices, farm, gate, qemu, report, sweep
 
     doc = __doc__ or ""
     p = Parser(prog="gem-hil", description=doc.splitlines()[0],
@@ -73,6 +74,7 @@ def build_parser() -> Parser:
     qemu.add_qemu_parser(sub)
     farm.add_farm_parser(sub)
     report.add_report_parser(sub)
+    sweep.add_sweep_parser(sub)
     return p
 
 

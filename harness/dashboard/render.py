@@ -13,9 +13,10 @@ import os
 import time
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness.dashboard.data import TABLE_METRICS, load
-from harness.history.store import HistoryStore
+if TYPE_CHECKING:  # the store needs sqlalchemy; a sweep page (render_page) does not
+    from harness.history.store import HistoryStore
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -31,26 +32,32 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
 
 
-def render_dashboard(store: HistoryStore, report_dir: Path, campaigns: int = 60,
-                     out_name: str = "index.html") -> Path:
-    """Write report_dir/index.html (atomically) and return its path."""
+def render_page(template: str, path: Path, payload: object, **context: object) -> Path:
+    """Render one self-contained page (plotly inlined once, ``payload`` as compact
+    JSON for the page's script) from templates/<template>, written atomically.
+    The farm dashboard and the sweep report (harness/sweep_report.py) both use it."""
     import jinja2
 
-    t0 = time.perf_counter()
-    report_dir = Path(report_dir).resolve()
-    report_dir.mkdir(parents=True, exist_ok=True)
-    data = load(store, report_dir, campaigns)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = _fmt
-    payload = {"devices": data.devices}
-    html = env.get_template("index.html.j2").render(
+    html = env.get_template(template).render(
         plotly_js=plotly_js(), payload=json.dumps(payload, separators=(",", ":")),
-        data=data, metrics=TABLE_METRICS, generated=time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                  time.gmtime()))
-    path = report_dir / out_name
+        generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **context)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, path)
-    _ = time.perf_counter() - t0
     return path
+
+
+def render_dashboard(store: HistoryStore, report_dir: Path, campaigns: int = 60,
+                     out_name: str = "index.html") -> Path:
+    """Write report_dir/index.html (atomically) and return its path."""
+    from harness.dashboard.data import TABLE_METRICS, load
+
+    report_dir = Path(report_dir).resolve()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    data = load(store, report_dir, campaigns)
+    return render_page("index.html.j2", report_dir / out_name, {"devices": data.devices},
+                       data=data, metrics=TABLE_METRICS)
