@@ -317,30 +317,29 @@ def neural_engine_placement(op_inventory: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def validate_package(package: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def _io_problems(kind: str, got: list[dict[str, Any]], want: list[dict[str, Any]]
+                 ) -> list[str]:
+    """Names, then dtypes, of the package's inputs or outputs against the manifest's."""
+    if [g["name"] for g in got] != [w["name"] for w in want]:
+        return [f"{kind}s {[g['name'] for g in got]} != manifest {[w['name'] for w in want]}"]
+    return [f"{kind} {g['name']} is {g['dtype']}, manifest says {w['dtype']}"
+            for g, w in zip(got, want, strict=True) if g["dtype"] != w["dtype"]]
+
+
+def validate_package(package: Path, manifest: dict[str, Any], where: str | None = None
+                     ) -> dict[str, Any]:
     """Check a saved package against what its manifest promises; returns the
-    checks made. Raises BuildError naming the first mismatch."""
+    checks made. Raises BuildError naming ``where`` (default: the package) and
+    every mismatch."""
     facts = inspect_package(package)
-    where = f"{package}"
-    problems = []
-    want_in, want_out = manifest["inputs"], manifest["outputs"]
-    got_in, got_out = facts["inputs"], facts["outputs"]
-    if [i["name"] for i in got_in] != [i["name"] for i in want_in]:
-        problems.append(f"inputs {[i['name'] for i in got_in]} != manifest "
-                        f"{[i['name'] for i in want_in]}")
-    elif got_in[0]["dtype"] != want_in[0]["dtype"]:
-        problems.append(f"input {INPUT_NAME} is {got_in[0]['dtype']}, manifest says "
-                        f"{want_in[0]['dtype']}")
+    where = where or str(package)
+    problems = [*_io_problems("input", facts["inputs"], manifest["inputs"]),
+                *_io_problems("output", facts["outputs"], manifest["outputs"])]
     want_shapes = [[1, b] for b in manifest["seq_buckets"]]
+    got_in = facts["inputs"]
     if got_in and sorted(got_in[0]["enumerated_shapes"]) != sorted(want_shapes):
         problems.append(f"input shapes {got_in[0]['enumerated_shapes']} != the manifest's "
                         f"buckets {want_shapes}")
-    if [o["name"] for o in got_out] != [o["name"] for o in want_out]:
-        problems.append(f"outputs {[o['name'] for o in got_out]} != manifest "
-                        f"{[o['name'] for o in want_out]}")
-    elif got_out[0]["dtype"] != want_out[0]["dtype"]:
-        problems.append(f"output {OUTPUT_NAME} is {got_out[0]['dtype']}, manifest says "
-                        f"{want_out[0]['dtype']}")
     size = package_size_bytes(package)
     want_size = manifest.get("coreml", {}).get("size_bytes")
     if want_size is not None and size != want_size:
@@ -366,5 +365,5 @@ def validate_artifact(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="gem-coreml-") as tmp:
-        package = unzip_package(Path(folder) / manifest["entrypoint"], Path(tmp))
-        return validate_package(package, manifest)
+        archive = Path(folder) / manifest["entrypoint"]
+        return validate_package(unzip_package(archive, Path(tmp)), manifest, where=str(archive))
