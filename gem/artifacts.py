@@ -11,7 +11,8 @@ Caching: the folder is keyed by a content hash of everything that determines
 its bytes -- the gem/ package sources, the model config, variant, format, seed,
 train steps and the versions of the packages that format's build uses
 (gem.export.FORMAT_PACKAGES: torch/onnx/onnxscript/onnxruntime for onnx,
-torch/litert-torch/ai-edge-litert/ai-edge-quantizer for tflite). Computing the
+torch/litert-torch/ai-edge-litert/ai-edge-quantizer for tflite, torch/coremltools
+for coreml). Computing the
 key reads files and ``importlib.metadata`` only, so a cache hit never imports
 torch and costs milliseconds (plus hashing the model files to detect
 corruption). Builds happen in a temporary folder that is atomically renamed
@@ -257,6 +258,13 @@ def build_artifact(
                 from gem.export.build_tflite import build_tflite_artifact
 
                 build_tflite_artifact(tmp, **common)
+            elif fmt == "coreml":
+                if external_data:
+                    raise ValueError("external_data applies to ONNX only; a Core ML "
+                                     "package keeps its weights in its own folder")
+                from gem.export.build_coreml import build_coreml_artifact
+
+                build_coreml_artifact(tmp, **common)
             else:
                 from gem.export.build_onnx import build_onnx_artifact
 

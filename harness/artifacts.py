@@ -108,3 +108,21 @@ def format_for_runtime(runtime: str) -> str:
     from harness.registry import registry
 
     return str(registry.get("runtime", runtime).options["artifact_format"])
+
+
+def validate_artifact(art: LocalArtifact) -> dict[str, Any] | None:
+    """What this host can check of an artifact it cannot run, beyond its hashes:
+    for Core ML, reload the package (unzipped to a temp folder) and compare its
+    I/O, enumerated shapes, size and MIL op inventory with the manifest (gem
+    checks the same when it builds; this covers a cached or copied folder).
+    None for formats the host runs (their parity is the check)."""
+    if art.manifest["format"] != "coreml":
+        return None
+    from gem.errors import GemError
+
+    try:
+        from gem.export.coreml import validate_artifact as validate_coreml
+
+        return validate_coreml(art.folder, art.manifest)
+    except GemError as exc:
+        raise ArtifactError(f"{art.folder}: Core ML validation failed: {exc}") from None

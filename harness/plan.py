@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError, HarnessError
-from harness.profiles import VARIANTS, DeviceProfile, load_profile
+from harness.profiles import VARIANTS, DeviceProfile, format_variant_problem, load_profile
 
 if TYPE_CHECKING:
     from harness.artifacts import LocalArtifact
@@ -240,6 +240,10 @@ def make_plan(values: Mapping[str, Any], base_dir: Path | None = None,
 
         fmt = get("--gem-format")
         profile = replace(profile, runtime=runtime_for_format(fmt))
+    variant_problem = format_variant_problem(profile.runtime, variant, fmt)
+    if variant_problem:
+        where = "--gem-variant" if get("--gem-variant") else f"{profile.path}: [run] variant"
+        raise ConfigError(f"{where} {variant!r}: {variant_problem}; choose one of them")
     return RunPlan(profile=profile, model=model, variant=variant,
                    fmt=fmt, run_id=run_id or new_run_id(),
                    report_root=report_root, targets_dir=targets,

@@ -38,9 +38,10 @@ _REQUIRED = object()
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
                dict: "a table", list: "a list"}
 
-#: the artifact variants a GEM build offers ([run] variant, --gem-variant): the
-#: precisions, then the compressed ones (gem/compress/spec.py; docs/compression.md)
-VARIANTS = ("fp32", "int8", *COMPRESSED_VARIANTS)
+#: the artifact variants a GEM build offers ([run] variant, --gem-variant), over
+#: every format: the precisions, then the compressed ones (gem/compress/spec.py;
+#: docs/compression.md); which of them a format has: gem.export.FORMATS (checked at load)
+VARIANTS = ("fp32", "fp16", "int8", *COMPRESSED_VARIANTS)
 
 #: tables every profile may carry besides the registered ones
 _FREE_TABLES = ("hardware", "budgets")
@@ -304,6 +305,10 @@ def parse_profile(path: Path, *, check_files: bool = True) -> DeviceProfile:
         tables[name] = data
         settings.update(parse_table(name, data, TableContext(path, name, raw, check_files)))
     run: RunSettings = settings["run"]
+    variant_problem = format_variant_problem(head.runtime, run.variant)
+    if variant_problem:
+        raise ConfigError(f"{path}: [run] variant = {run.variant!r}: {variant_problem}; set "
+                          "[run] variant to one of them")
     home = transport.options.get("device_home")
     if home:
         # the transport anchors relative device paths itself nowhere (ADB): anchor here
@@ -318,6 +323,19 @@ def parse_profile(path: Path, *, check_files: bool = True) -> DeviceProfile:
                          run=run, budgets=budgets, sensors=dict(tables.get("sensors", {})),
                          conditioning=dict(tables.get("conditioning", {})),
                          validity=dict(tables.get("validity", {})), settings=settings)
+
+
+def format_variant_problem(runtime: str, variant: str, fmt: str | None = None) -> str | None:
+    """Why ``variant`` cannot be built for the runtime's (or ``fmt``'s) artifact
+    format, e.g. an fp32 Core ML artifact (Core ML offers fp16 and int8); None if it can."""
+    from gem.export import FORMATS  # a plain table: no torch
+
+    fmt = fmt or str(registry.get("runtime", runtime).options.get("artifact_format"))
+    offered = FORMATS.get(fmt)
+    if offered is None or variant in offered:
+        return None
+    return (f"runtime {runtime!r} runs {fmt} artifacts, which come as {', '.join(offered)} "
+            f"(no {variant})")
 
 
 def _budgets(table: Mapping[str, Any], path: Path) -> dict[str, dict[str, float]]:

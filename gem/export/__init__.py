@@ -1,6 +1,6 @@
 """Export backends that turn a trained GemModel into device files.
 
-One module per format (``onnx``; ``tflite`` for LiteRT; ``coreml`` later). Each
+One module per format (``onnx``; ``tflite`` for LiteRT; ``coreml`` for Core ML). Each
 backend writes model file(s) into a folder and runs them on the host so the
 artifact's reference outputs come from the same runtime the device uses.
 Importing this package does not import torch.
@@ -13,15 +13,18 @@ from collections.abc import Callable
 from gem.compress.spec import COMPRESSED_VARIANTS
 
 #: Formats build_artifact() accepts, and the variants each supports (the
-#: compressed ones, gem/compress, are fp32 files of a pruned / GPTQ model).
+#: compressed ones, gem/compress, are fp32 files of a pruned / GPTQ model;
+#: Core ML has none yet: its build converts the trained model itself).
 FORMATS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int8", *COMPRESSED_VARIANTS),
-                                       "tflite": ("fp32", "int8", *COMPRESSED_VARIANTS)}
+                                       "tflite": ("fp32", "int8", *COMPRESSED_VARIANTS),
+                                       "coreml": ("fp16", "int8")}
 
 #: The packages whose versions change what a format's build writes: part of its
 #: cache key and its manifest (a format's key ignores the others' packages).
 FORMAT_PACKAGES: dict[str, tuple[str, ...]] = {
     "onnx": ("torch", "onnx", "onnxscript", "onnxruntime"),
     "tflite": ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
+    "coreml": ("torch", "coremltools"),
 }
 
 #: What every backend's builder takes as ``progress``: called as

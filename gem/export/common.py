@@ -55,8 +55,39 @@ class Trained:
         return ids
 
 
+#: trained runs of this process by (model, seed, train_steps): training is
+#: deterministic, so a second variant or format built in the same process (the
+#: fp16 and int8 Core ML builds, a test module, bench_quantized.py) reuses the
+#: one run instead of repeating minutes of training and hold-out evaluation
+_RUNS: dict[tuple[str, int, int, str], Trained] = {}
+_RUNS_KEPT = 2
+
+
 def train_model(model: str, seed: int, train_steps: int,
                 report: BuildProgress, variant: str = "fp32") -> Trained:
+    """The deterministic training run for these inputs, once per process: each
+    caller gets its own copy of the model and quality block to change freely.
+    A compressed variant is its own run (compression and its quality report
+    come after training, inside it)."""
+    import copy
+    import dataclasses
+
+    from gem.compress.spec import is_compressed
+
+    key = (model, seed, train_steps, variant if is_compressed(variant) else "")
+    if key not in _RUNS:
+        while len(_RUNS) >= _RUNS_KEPT:
+            _RUNS.pop(next(iter(_RUNS)))
+        _RUNS[key] = _train_model(model, seed, train_steps, report, variant)
+    else:
+        report("train", train_steps, train_steps)
+    run = _RUNS[key]
+    return dataclasses.replace(run, net=copy.deepcopy(run.net),
+                               quality=copy.deepcopy(run.quality))
+
+
+def _train_model(model: str, seed: int, train_steps: int,
+                 report: BuildProgress, variant: str = "fp32") -> Trained:
     """Build and train ``model`` deterministically from ``seed`` with the paper's
     recipe: general training on all domains, then adaptation to ADAPT_DOMAIN
     distilled from the frozen general model (adaptive knowledge preservation).

@@ -27,8 +27,9 @@ def add_build_parser(sub: argparse._SubParsersAction) -> None:
                    "[run] model, else tiny)")
     b.add_argument("--variant", default=None, choices=VARIANTS,
                    help="default: the device's [run] variant, else int8")
-    b.add_argument("--format", default=None, help="artifact format: onnx or tflite (default: "
-                   "the device runtime's format, else onnx)")
+    b.add_argument("--format", default=None, help="artifact format: onnx, tflite or coreml "
+                   "(default: the device runtime's format, else onnx); coreml is validated "
+                   "here, run only on an Apple device")
     add_argparse_options(b, ["--targets-dir", "--artifact-cache"])
     b.set_defaults(func=cmd_build)
 
@@ -62,9 +63,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         model, variant, fmt, device = plan.model, plan.variant, plan.fmt, plan.profile.name
     art = build_artifact(model, variant, fmt, cache)
     m = art.manifest
+    from harness.artifacts import validate_artifact
+
+    validation = validate_artifact(art)  # Core ML: what can be checked without running it
     print(json.dumps({"folder": str(art.folder), "device": device, "model": m["model"],
                       "variant": m["variant"], "format": m["format"], "sha256": art.sha256,
-                      "seq_buckets": m.get("seq_buckets"), "files": art.files}, indent=1))
+                      "seq_buckets": m.get("seq_buckets"), "files": art.files,
+                      **({"validation": validation} if validation else {})}, indent=1))
     return ExitCode.PASS
 
 

@@ -64,8 +64,8 @@ def test_build_device_builds_without_running(tmp_path):
     assert not (tmp_path / "reports").exists()
 
 
-def test_build_rejects_a_format_without_a_runtime(tmp_path):
+def test_build_rejects_an_unknown_format(tmp_path):
     res = subprocess.run([sys.executable, "-m", "harness.cli", "build", "--device", "local",
-                          "--format", "coreml"], capture_output=True, text=True, timeout=120)
+                          "--format", "tensorrt"], capture_output=True, text=True, timeout=120)
     assert res.returncode != 0
-    assert "coreml" in res.stderr and "onnx, tflite" in res.stderr
+    assert "tensorrt" in res.stderr and "coreml, onnx, tflite" in res.stderr

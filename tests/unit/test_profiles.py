@@ -61,13 +61,13 @@ def test_adb_workdir_is_anchored_in_data_local_tmp() -> None:
     assert load_profile("local", TARGETS).run.workdir == "gem-hil"
 
 
-def test_coreml_runtime_has_no_implementation(tmp_path: Path) -> None:
-    path = write(tmp_path, HEAD.replace('"onnxruntime"', '"coreml"'))
+def test_unregistered_runtime_has_no_implementation(tmp_path: Path) -> None:
+    path = write(tmp_path, HEAD.replace('"onnxruntime"', '"tensorrt"'))
     with pytest.raises(ConfigError) as exc:
         parse_profile(path)
-    assert str(exc.value).startswith(f"{path}: runtime = 'coreml': no implementation of "
-                                     "runtime 'coreml'")
-    assert "known runtimes: litert, onnxruntime" in str(exc.value)
+    assert str(exc.value).startswith(f"{path}: runtime = 'tensorrt': no implementation of "
+                                     "runtime 'tensorrt'")
+    assert "known runtimes: coreml, litert, onnxruntime" in str(exc.value)
 
 
 def test_unknown_device_lists_names():
@@ -99,7 +99,8 @@ BAD = [
     (HEAD + '[run]\nthreads = "four"\n', '[run] threads: expected an integer, got "four" '
                                          "(a string); write it like threads = 1"),
     (HEAD + "[run]\nthraeds = 2\n", "[run] unknown key(s) thraeds (did you mean threads?)"),
-    (HEAD + '[run]\nvariant = "int4"\n', '[run] variant: "int4" is not one of "fp32", "int8"'),
+    (HEAD + '[run]\nvariant = "int4"\n',
+     '[run] variant: "int4" is not one of "fp32", "fp16", "int8"'),
     (HEAD.replace('"local"', '"ssh"'), "transport = 'ssh' needs a [ssh] table with its "
                                        "connection settings (host, user, key_file)"),
     (HEAD + '[ssh]\nhost = "x"\n', "[ssh] is the table of transport 'ssh', but this profile "

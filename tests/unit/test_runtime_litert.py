@@ -57,15 +57,16 @@ def test_onnxruntime_profiles_pass_no_runtime_flags(tmp_path):
 def test_each_format_has_exactly_one_runtime():
     assert runtime_for_format("tflite") == "litert"
     assert runtime_for_format("onnx") == "onnxruntime"
-    with pytest.raises(ConfigError, match="coreml"):
-        runtime_for_format("coreml")
+    assert runtime_for_format("coreml") == "coreml"
+    with pytest.raises(ConfigError, match="tensorrt"):
+        runtime_for_format("tensorrt")
 
 
 def test_gem_format_overrides_the_profile_and_its_runtime():
     plan = make_plan({"device": "local", "gem_format": "tflite"})
     assert plan.fmt == "tflite" and plan.profile.runtime == "litert"
     assert make_plan({"device": "local"}).fmt == "onnx"
-    with pytest.raises(ConfigError, match="known: onnx, tflite"):
+    with pytest.raises(ConfigError, match="known: coreml, onnx, tflite"):
         make_plan({"device": "local", "gem_format": "tf"})
 
 
