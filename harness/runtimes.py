@@ -69,6 +69,12 @@ registry.register("runtime", "litert", artifact_format="tflite", runner="agent",
                        "sequence bucket)")
 
 
+registry.register("runtime", "coreml", artifact_format="coreml", runner="ios-bench-app",
+                  help="Core ML on an iPhone, driven by the bench app (firmware/ios) that the "
+                       "ios platform installs and launches from a Mac; artifact format coreml "
+                       "(a zipped .mlpackage, compiled on the Mac)")
+
+
 def runtime_agent_args(profile: object) -> list[str]:
     """The agent flags of the profile's runtime settings ([] for a runtime without)."""
     runtime = getattr(profile, "runtime", "")
