@@ -15,8 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 TARGETS = REPO / "targets"
 
 HEAD = 'name = "b"\ntransport = "local"\nplatform = "linux"\nruntime = "onnxruntime"\n'
-NO_IMPLEMENTATION = {"iphone13": "platform = 'ios-mac': no implementation of platform 'ios-mac'",
-                     "rk3588-npu": "platform = 'npu': no implementation of platform 'npu'"}
+NO_IMPLEMENTATION = {"rk3588-npu": "platform = 'npu': no implementation of platform 'npu'"}
 
 
 def write(tmp_path: Path, text: str, name: str = "b") -> Path:
@@ -45,7 +44,7 @@ def test_every_shipped_profile_loads_or_says_no_implementation(home_with_keys: P
                 load_profile(name, TARGETS)
             msg = str(exc.value)
             assert msg.startswith(f"{TARGETS / name}.toml: "), msg
-            assert NO_IMPLEMENTATION[name] in msg and "known platforms: android, linux" in msg
+            assert NO_IMPLEMENTATION[name] in msg and "known platforms: android, ios, linux" in msg
             continue
         p = load_profile(name, TARGETS)
         assert p.name == name and p.transport_settings is not None
@@ -61,13 +60,14 @@ def test_adb_workdir_is_anchored_in_data_local_tmp() -> None:
     assert load_profile("local", TARGETS).run.workdir == "gem-hil"
 
 
-def test_coreml_runtime_has_no_implementation(tmp_path: Path) -> None:
+def test_coreml_runtime_belongs_to_the_ios_platform(tmp_path: Path) -> None:
     path = write(tmp_path, HEAD.replace('"onnxruntime"', '"coreml"'))
-    with pytest.raises(ConfigError) as exc:
-        parse_profile(path)
-    assert str(exc.value).startswith(f"{path}: runtime = 'coreml': no implementation of "
-                                     "runtime 'coreml'")
-    assert "known runtimes: litert, onnxruntime" in str(exc.value)
+    assert parse_profile(path).runtime == "coreml"  # registered (the iOS bench app runs it)
+    iphone = load_profile("iphone13", TARGETS, check_files=False)
+    assert (iphone.platform, iphone.runtime, iphone.run.variant) == ("ios", "coreml", "int8")
+    assert iphone.settings["ios"].compute_units == "all"
+    assert iphone.hardware["soc"].startswith("Apple A15 Bionic")
+    assert iphone.hardware["neural_engine_cores"] == 16 and iphone.hardware["ram_mb"] == 4096
 
 
 def test_unknown_device_lists_names():
