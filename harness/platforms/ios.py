@@ -68,6 +68,7 @@ from harness.platforms.ios_devicectl import (
     parse_envelope,
     read_bench_record,
 )
+from harness.profiles import _CONTROL, check_workdir
 from harness.registry import TableContext, registry, setting
 
 if TYPE_CHECKING:
@@ -82,29 +83,10 @@ COMPUTE_UNITS = ("all", "cpu_and_ne", "cpu_and_gpu", "cpu_only")
 _UDID = re.compile(r"^(?:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{16}|[0-9A-Fa-f]{40}|"
                    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$")
 _BUNDLE_ID = re.compile(r"^[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
-_CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
 #: where the app keeps what the harness copies in, inside its data container
 PHONE_ROOT = "Documents/gem-hil"
 #: how much of the app's console a failure message keeps
 CONSOLE_TAIL_LINES = 30
-
-
-def _check_relative(value: str, ctx: TableContext, key: str, example: str) -> None:
-    """A path on the Mac the harness names must stay inside [run] workdir: it is
-    created, overwritten and read there, so an absolute path or '..' could make a
-    profile touch anything the Mac login may."""
-    fix = f'write a path relative to [run] workdir, e.g. {key} = "{example}"'
-    if not value.strip() or any(c in _CONTROL for c in value):
-        raise ctx.error(key, f"{value!r} is empty or contains a control character; {fix}")
-    if value.startswith(("/", "~")):
-        raise ctx.error(key, f"{value!r} is not relative to [run] workdir (the harness keeps "
-                             f"every file it uses on the Mac inside it); {fix}")
-    parts = value.split("/")
-    if ".." in parts:
-        raise ctx.error(key, f"{value!r} has a '..' component and could leave [run] workdir; "
-                             f"{fix}")
-    if all(p in ("", ".") for p in parts):
-        raise ctx.error(key, f"{value!r} names the workdir itself; {fix}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,7 +145,11 @@ class IosSettings:
             raise ctx.error("bundle_id", f"{self.bundle_id!r} is not a bundle identifier "
                                          "(reverse DNS: letters, digits, '-' and '.', e.g. "
                                          "\"dev.gemhil.GemBench\")")
-        _check_relative(self.app, ctx, "app", "ios/GemBench.app")
+        # created, overwritten and read there: an absolute path or '..' could make a
+        # profile touch anything the Mac login may
+        check_workdir(self.app, ctx, "app", home="[run] workdir on the Mac",
+                      fix='write a path relative to [run] workdir, e.g. app = '
+                          '"ios/GemBench.app"')
         if not self.app.rstrip("/").endswith(".app"):
             raise ctx.error("app", f"{self.app!r} is not an app bundle (a folder named "
                                    "*.app built from firmware/ios)")

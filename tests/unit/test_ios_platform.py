@@ -259,7 +259,8 @@ def test_missing_udid_is_an_error_at_load(iphone_profile):
                                            '"all", "cpu_and_ne", "cpu_and_gpu", "cpu_only"'),
     ("ios", {"udid": "my-phone"}, "[ios] udid: 'my-phone' is not an iPhone UDID"),
     ("ios", {"app": "/Applications/GemBench.app"}, "[ios] app: '/Applications/GemBench.app' is "
-                                                   "not relative to [run] workdir"),
+                                                   "an absolute path; it must be relative to "
+                                                   "[run] workdir on the Mac"),
     ("ios", {"app": "../GemBench.app"}, "[ios] app: '../GemBench.app' has a '..' component"),
     ("ios", {"app": "ios/GemBench"}, "is not an app bundle"),
     ("ios", {"bundle_id": "GemBench"}, "[ios] bundle_id: 'GemBench' is not a bundle identifier"),
