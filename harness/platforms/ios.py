@@ -289,6 +289,10 @@ class IosPlatform(Platform):
                                 "devicectl_version": env.version,
                                 "devicectl_json_version": env.json_version}}
 
+    def check_reachable(self, transport: Transport) -> None:
+        """`gem-hil devices --check`: the Mac answered; is the iPhone there too?"""
+        self.prepare(transport)
+
     def run_tool(self, t: Transport, artifact: LocalArtifact, remote_dir: str,
                  settings: RunSettings, stage: Callable[[str, str], None]) -> ToolRun:
         """Steps 3-8 for an artifact the engine pushed to remote_dir on the Mac."""

@@ -267,3 +267,20 @@ def test_interrupt_terminates_the_app_on_the_phone(mac, tmp_path, coreml_artifac
     assert schema_errors(rec) == []
     assert rec["error"]["kind"] == "interrupted" and rec["overall_verdict"] == "error"
     assert f"PID {app_pid}" in rec["error"]["message"]
+
+
+def test_devices_check_asks_the_mac_for_the_iphone(mac, tmp_path):
+    """`gem-hil devices --check` reaches the Mac over SSH and then the phone behind it."""
+    def check(udid: str) -> subprocess.CompletedProcess:
+        targets = mac.make_targets(tmp_path / udid, udid=udid)
+        return subprocess.run([sys.executable, "-m", "harness.cli", "devices", "--check",
+                               "iphone13", "--targets-dir", str(targets)], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+
+    ok = check(RECORDED_UDID)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.splitlines()[2].split() == ["iphone13", "ssh", "ios", "coreml", "coreml",
+                                                 "edge-int8", "reachable"]
+    gone = check("00008110-0000000000FFFF1E")
+    assert gone.returncode == 3 and "UNREACHABLE" in gone.stdout
+    assert "no device with UDID 00008110-0000000000FFFF1E" in gone.stderr
