@@ -112,7 +112,7 @@ public final class CoreMLRunner {
     /// Where the work runs: MLComputePlan's preferred device per MIL operation (iOS 17.4+).
     /// An op preferred on the CPU while an accelerator was allowed is a fallback.
     public func opPlacement(units: ComputeUnitsChoice) async -> [String: Any] {
-        let accelerator: Any = units.accelerator ?? NSNull()
+        let accelerator: Any = units.accelerator.map { $0 as Any } ?? NSNull()
         func record(_ total: Any, _ onAccel: Any, _ cpu: Any, _ fallback: [String]?, _ note: String) -> [String: Any] {
             ["accelerator": accelerator, "delegate": "Core ML (MLComputePlan)",
              "delegated_partitions": NSNull(), "ops_total": total, "ops_accelerator": onAccel,

@@ -59,7 +59,7 @@ public enum DeviceFacts {
             "cpu_model": NSNull(),  // Apple publishes no CPU name to apps; [hardware] soc has it
             "cpu_count": ProcessInfo.processInfo.activeProcessorCount,
             "python": NSNull(),
-            "boot_id": sysctlString("kern.bootsessionuuid") ?? NSNull(),
+            "boot_id": sysctlString("kern.bootsessionuuid").map { $0 as Any } ?? NSNull(),
             "thermal_state_start": thermalStart,
             "thermal_state_end": thermalState(),
             "low_power_mode": lowPower,

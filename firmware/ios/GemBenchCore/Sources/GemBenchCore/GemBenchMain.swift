@@ -118,7 +118,7 @@ public enum GemBenchMain {
             "latency_samples_ns": timed.samplesNs.map { Int($0) },
             "warmup_samples_ns": warm.map { Int($0) },
             "cold_start": ["session_create_ms": ms(t1 - t0), "first_inference_ms": ms(t2 - t1)],
-            "peak_rss_kb": DeviceFacts.peakFootprintKB() ?? NSNull(),
+            "peak_rss_kb": DeviceFacts.peakFootprintKB().map { $0 as Any } ?? NSNull(),
             "peak_rss_source": "task_vm_info ledger_phys_footprint_peak (iOS phys_footprint high-water mark)",
             "parity": parity,
             "run": ["count": timed.samplesNs.count, "duration_s": Double(timed.durationNs) / 1e9,
