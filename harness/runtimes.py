@@ -69,10 +69,21 @@ registry.register("runtime", "litert", artifact_format="tflite", runner="agent",
                        "sequence bucket)")
 
 
+@dataclass(frozen=True, kw_only=True)
+class CoreMLSettings:
+    """How the Core ML model is loaded on an Apple device (MLModelConfiguration)."""
+
+    compute_units: str = setting("all", choices=("all", "cpu_and_ne", "cpu_and_gpu", "cpu_only"),
+                                 help="MLComputeUnits the bench app loads the model with: all, "
+                                      "CPU + Neural Engine, CPU + GPU, or CPU only")
+
+
 registry.register("runtime", "coreml", artifact_format="coreml", runner="ios-bench-app",
-                  help="Core ML on an iPhone, driven by the bench app (firmware/ios) that the "
-                       "ios platform installs and launches from a Mac; artifact format coreml "
-                       "(a zipped .mlpackage, compiled on the Mac)")
+                  settings=CoreMLSettings,
+                  help="Core ML (ML program .mlpackage from coremltools 9, enumerated sequence "
+                       "buckets), compiled and run on an Apple device by the ios platform's "
+                       "bench app; artifact format coreml (fp16, int8 weights). This host "
+                       "builds and validates it (gem-hil build) but cannot run it")
 
 
 def runtime_agent_args(profile: object) -> list[str]:

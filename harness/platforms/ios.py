@@ -76,8 +76,6 @@ if TYPE_CHECKING:
     from harness.profiles import DeviceProfile, RunSettings
     from harness.transports.base import CommandResult, Transport
 
-#: MLModelConfiguration.computeUnits, as the profile spells them (firmware/ios maps them)
-COMPUTE_UNITS = ("all", "cpu_and_ne", "cpu_and_gpu", "cpu_only")
 #: iPhone UDIDs: 8-16 hex since the A12 (00008110-001A2B3C4D5E801E), 40 hex before;
 #: devicectl also takes its CoreDevice identifier (a UUID)
 _UDID = re.compile(r"^(?:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{16}|[0-9A-Fa-f]{40}|"
@@ -91,16 +89,13 @@ CONSOLE_TAIL_LINES = 30
 
 @dataclass(frozen=True, kw_only=True)
 class IosSettings:
-    """The [ios] table: the iPhone behind the Mac, and how the bench app runs on it."""
+    """The [ios] table: the iPhone behind the Mac, and the bench app that runs on it.
+    How Core ML runs the model (compute units) is the coreml runtime's [coreml] table."""
 
     udid: str | None = setting(
         None, help="UDID of the iPhone tethered to the Mac (required with platform = "
                    "\"ios\"); `xcrun devicectl list devices` on the Mac lists it",
         example='"00008110-001A2B3C4D5E801E"')
-    compute_units: str = setting(
-        "all", choices=COMPUTE_UNITS,
-        help="MLModelConfiguration.computeUnits the bench app loads the model with: all, "
-             "cpu_and_ne (CPU + Neural Engine), cpu_and_gpu, cpu_only")
     bundle_id: str = setting("dev.gemhil.GemBench", help="CFBundleIdentifier of the bench "
                              "app (firmware/ios; sign it with your team's identifier)")
     app: str = setting("ios/GemBench.app", help="the signed bench app built from "
@@ -182,6 +177,8 @@ class IosPlatform(Platform):
     def __init__(self, profile: DeviceProfile) -> None:
         super().__init__(profile)
         self.s: IosSettings = profile.settings["ios"]
+        #: MLModelConfiguration.computeUnits: the coreml runtime's [coreml] compute_units
+        self.compute_units: str = profile.settings["coreml"].compute_units
         self.root = posixpath.join(profile.run.workdir, "ios")
         self.json_dir = posixpath.join(self.root, "devicectl")
         self.device_info: DeviceInfo | None = None
@@ -284,7 +281,7 @@ class IosPlatform(Platform):
             self.device_info = find_device(env, self.udid)
         except DevicectlError as exc:
             raise DevicectlError(f"{self.profile.name}: {exc}") from None
-        return {"platform": "ios", "steps": {"compute_units": self.s.compute_units},
+        return {"platform": "ios", "steps": {"compute_units": self.compute_units},
                 "fingerprint": {**self.device_info.fingerprint(),
                                 "devicectl_version": env.version,
                                 "devicectl_json_version": env.json_version}}
@@ -314,7 +311,7 @@ class IosPlatform(Platform):
         phone_record = posixpath.join(PHONE_ROOT, "records", f"{token}.json")
         args = self.app_args(phone_dir, phone_record, settings)
         stage("running the bench app", f"timed window {settings.min_duration_s:g}-"
-                                       f"{settings.max_duration_s:g} s, {self.s.compute_units}")
+                                       f"{settings.max_duration_s:g} s, {self.compute_units}")
         res = self._launch(t, args, settings)
         stage("collecting the record from the iPhone", "")
         out = self._collect(t, phone_record, token, res)
@@ -330,7 +327,7 @@ class IosPlatform(Platform):
         where its record goes and the compute units."""
         from harness.bench import agent_args  # the one definition of the agent's flags
 
-        return [*agent_args(phone_dir, settings), "--compute-units", self.s.compute_units,
+        return [*agent_args(phone_dir, settings), "--compute-units", self.compute_units,
                 "--record", phone_record, "--model-file", "model.mlmodelc"]
 
     def _unpack(self, t: Transport, remote_dir: str, m: dict[str, Any], key: str) -> str:

@@ -107,7 +107,8 @@ def launch_token(calls: list[list[str]]) -> str:
 
 
 def test_a_run_comes_back_as_a_schema_valid_record(mac, tmp_path, coreml_artifact):
-    outcome, rec = run_bench(mac, tmp_path, coreml_artifact, ios={"compute_units": "cpu_and_ne"})
+    outcome, rec = run_bench(mac, tmp_path, coreml_artifact,
+                            coreml={"compute_units": "cpu_and_ne"})
     assert not isinstance(outcome, Exception), outcome
     calls = mac.calls()
     assert calls == expected_sequence(mac, coreml_artifact, launch_token(calls))

@@ -75,13 +75,16 @@ class FakeMac:
             self._chown(path)
 
     def make_targets(self, dest: Path, *, udid: str = RECORDED_UDID,
-                     ios: dict[str, Any] | None = None, **run: Any) -> Path:
+                     ios: dict[str, Any] | None = None, coreml: dict[str, Any] | None = None,
+                     **run: Any) -> Path:
         """dest/iphone13.toml: the shipped profile aimed at the board and the fake."""
         dest.mkdir(parents=True, exist_ok=True)
         text = (REPO / "targets" / "iphone13.toml").read_text(encoding="utf-8")
         text = set_toml_keys(text, "ssh", self.board.ssh_table())
         text = set_toml_keys(text, "ios", {"udid": udid, "xcrun": str(self.xcrun),
                                            "app": self.app, **(ios or {})})
+        if coreml:
+            text = set_toml_keys(text, "coreml", coreml)
         text = set_toml_keys(text, "run", {"workdir": self.workdir, "min_count": 100,
                                            "min_duration_s": 1.0, "warmup_count": 10,
                                            "timeout_s": 60.0, **run})

@@ -228,8 +228,9 @@ def edited(path: Path, table: str, **values: object) -> Path:
 def test_the_shipped_profile_loads_with_its_ios_settings(iphone_profile):
     p = parse_profile(iphone_profile)
     s = p.settings["ios"]
-    assert (s.udid, s.compute_units, s.bundle_id, s.app) == (
-        "00008110-000000000000801E", "all", "dev.gemhil.GemBench", "ios/GemBench.app")
+    assert (s.udid, s.bundle_id, s.app) == (
+        "00008110-000000000000801E", "dev.gemhil.GemBench", "ios/GemBench.app")
+    assert p.settings["coreml"].compute_units == "all"  # the runtime's table
     from harness.platforms import get_platform
     from harness.platforms.ios import IosPlatform
 
@@ -255,8 +256,9 @@ def test_missing_udid_is_an_error_at_load(iphone_profile):
 
 
 @pytest.mark.parametrize("table,values,expect", [
-    ("ios", {"compute_units": "ane_only"}, '[ios] compute_units: "ane_only" is not one of '
-                                           '"all", "cpu_and_ne", "cpu_and_gpu", "cpu_only"'),
+    ("coreml", {"compute_units": "ane_only"}, '[coreml] compute_units: "ane_only" is not one '
+                                              'of "all", "cpu_and_ne", "cpu_and_gpu", '
+                                              '"cpu_only"'),
     ("ios", {"udid": "my-phone"}, "[ios] udid: 'my-phone' is not an iPhone UDID"),
     ("ios", {"app": "/Applications/GemBench.app"}, "[ios] app: '/Applications/GemBench.app' is "
                                                    "an absolute path; it must be relative to "

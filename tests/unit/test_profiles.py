@@ -60,14 +60,13 @@ def test_adb_workdir_is_anchored_in_data_local_tmp() -> None:
     assert load_profile("local", TARGETS).run.workdir == "gem-hil"
 
 
-def test_coreml_runtime_belongs_to_the_ios_platform(tmp_path: Path) -> None:
-    path = write(tmp_path, HEAD.replace('"onnxruntime"', '"coreml"'))
-    assert parse_profile(path).runtime == "coreml"  # registered (the iOS bench app runs it)
-    iphone = load_profile("iphone13", TARGETS, check_files=False)
-    assert (iphone.platform, iphone.runtime, iphone.run.variant) == ("ios", "coreml", "int8")
-    assert iphone.settings["ios"].compute_units == "all"
-    assert iphone.hardware["soc"].startswith("Apple A15 Bionic")
-    assert iphone.hardware["neural_engine_cores"] == 16 and iphone.hardware["ram_mb"] == 4096
+def test_unregistered_runtime_has_no_implementation(tmp_path: Path) -> None:
+    path = write(tmp_path, HEAD.replace('"onnxruntime"', '"tensorrt"'))
+    with pytest.raises(ConfigError) as exc:
+        parse_profile(path)
+    assert str(exc.value).startswith(f"{path}: runtime = 'tensorrt': no implementation of "
+                                     "runtime 'tensorrt'")
+    assert "known runtimes: coreml, litert, onnxruntime" in str(exc.value)
 
 
 def test_unknown_device_lists_names():
