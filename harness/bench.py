@@ -233,11 +233,11 @@ class DeviceSession:
             raise AgentError(f"{self.profile.name}: an interleaved A/B run needs the "
                              f"project's agent; platform {self.platform.name!r} runs its own "
                              "bench tool (drop --ab-variant)")
-        t0 = time.perf_counter()
         self._stage(run, "preparing the device")
         run.conditioning = self.platform.prepare(self.transport) or {}
         run.platform_prepared = True
         self._stage(run, "pushing the artifact")
+        t0 = time.perf_counter()
         remote_dir, run.push_skipped = self.push_artifact(artifact)
         run.push_s = time.perf_counter() - t0
         run.stop_rule, run.stop_rule_reason = None, self.platform.stop_rule_reason
