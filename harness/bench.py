@@ -177,6 +177,9 @@ class DeviceSession:
         return BenchOutcome(record, path)
 
     def _run_agent(self, artifact: LocalArtifact, settings: RunSettings, run: _RunState) -> None:
+        if not self.platform.runs_agent:
+            self._run_platform_tool(artifact, settings, run)
+            return
         t0 = time.perf_counter()
         self._stage(run, "pushing the agent")
         agent_remote = self.ensure_agent()
@@ -254,6 +257,32 @@ class DeviceSession:
             local.write_bytes(run.eval_set.payload())
             self.transport.push(local, remote, sha256=sha)
         return remote
+
+    def _run_platform_tool(self, artifact: LocalArtifact, settings: RunSettings,
+                           run: _RunState) -> None:
+        """A platform whose benchmark is a tool of its own (the iOS bench app,
+        harness/platforms/ios.py): the device is checked first (prepare), the artifact
+        is pushed as for the agent, then the platform's steps run and hand back the
+        agent's JSON contract. The host-side sysfs sensors do not apply (the link's
+        machine is not the device), so none are read."""
+        if run.ab_baseline is not None:
+            raise AgentError(f"{self.profile.name}: an interleaved A/B run needs the "
+                             f"project's agent; platform {self.platform.name!r} runs its own "
+                             "bench tool (drop --ab-variant)")
+        self._stage(run, "preparing the device")
+        run.conditioning = self.platform.prepare(self.transport) or {}
+        run.platform_prepared = True
+        self._stage(run, "pushing the artifact")
+        t0 = time.perf_counter()
+        remote_dir, run.push_skipped = self.push_artifact(artifact)
+        run.push_s = time.perf_counter() - t0
+        run.stop_rule, run.stop_rule_reason = None, self.platform.stop_rule_reason
+        warm = warm_up_judging()
+        tool = self.platform.run_tool(self.transport, artifact, remote_dir, settings,
+                                      lambda step, detail: self._stage(run, step, detail))
+        warm.join()
+        run.agent_wall_s = tool.wall_s
+        run.agent_out = tool.out
 
     def _budgets(self, artifact: LocalArtifact, overrides: Mapping[str, float]
                  ) -> tuple[dict[str, float], dict[str, str]]:
@@ -390,7 +419,8 @@ class DeviceSession:
         rss_kb = out.get("peak_rss_kb")
         memory: dict[str, Any] = {
             "peak_rss_mb": rss_kb / 1024 if rss_kb is not None else None,
-            "source": "agent VmHWM (/proc/self/status)" if rss_kb is not None else None}
+            "source": (out.get("peak_rss_source") or "agent VmHWM (/proc/self/status)")
+            if rss_kb is not None else None}
         pss_kb = (platform_sensors or {}).get("agent_meminfo_total_pss_max_kb")
         if pss_kb is not None:
             memory["meminfo_total_pss_max_mb"] = pss_kb / 1024

@@ -89,14 +89,16 @@ _CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
 
 
 def check_workdir(workdir: str, ctx: TableContext, key: str = "workdir",
-                  home: str = "the device user's home (the local device's private folder)"
+                  home: str = "the device user's home (the local device's private folder)",
+                  fix: str = 'write a folder inside the home, e.g. workdir = "gem-hil"'
                   ) -> None:
     """A workdir must stay inside the device user's home (or the local
     device's private folder): the harness creates, overwrites and cleans files
     there, so `/`, `../../etc` or an absolute path would let a profile write
     anywhere the login may. A control character (a newline, say) would split
-    the remote shell command that creates it."""
-    fix = 'write a folder inside the home, e.g. workdir = "gem-hil"'
+    the remote shell command that creates it. The same holds for any other path a
+    profile names inside that folder (the iOS bench app, [ios] app: ``home`` and
+    ``fix`` then name that folder and the key)."""
     if not workdir.strip():
         raise ctx.error(key, f"empty; {fix}")
     bad = sorted({repr(c) for c in workdir if c in _CONTROL})

@@ -42,6 +42,7 @@ BUILTIN_MODULES = (
     "harness.qemu.settings",
     "harness.platforms",
     "harness.platforms.android",
+    "harness.platforms.ios",
     "harness.runtimes",
     "harness.validity",
     "harness.sensors.session",

@@ -79,6 +79,9 @@ def check_reachable(profile, accept_new_host_key: bool = False) -> str:  # -> ""
     try:
         with open_device(profile, accept_new_host_key=accept_new_host_key) as dev:
             res = dev.transport.run(["true"], timeout_s=15)
+            behind = getattr(dev.platform, "check_reachable", None)
+            if res.ok and behind is not None:  # a device behind the link (an iPhone on a Mac)
+                behind(dev.transport)
         return "" if res.ok else f"unreachable: `true` exited {res.rc}: {res.stderr.strip()}"
     except HarnessError as exc:
         return f"unreachable: {exc}"

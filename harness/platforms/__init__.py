@@ -3,9 +3,10 @@
 A platform knows how to start the agent, what to record about the device in the
 environment fingerprint, and which conditioning steps apply. One module per
 platform, registered here by name in harness.registry; get_platform() resolves
-a profile's `platform` key there. A name nobody registered (`ios-mac`, `npu`
-today) is refused when the profile is loaded: never a silent fall-back to
-Linux, which would run a phone's or an NPU board's benchmark the wrong way.
+a profile's `platform` key there. A name nobody registered (`npu` today) is
+refused when the profile is loaded: never a silent fall-back to Linux, which
+would run a phone's or an NPU board's benchmark the wrong way. `ios` registers
+itself in harness/platforms/ios.py, beside the settings of its [ios] table.
 """
 
 from __future__ import annotations

@@ -103,6 +103,11 @@ def test_environment_fingerprint_describes_the_device(gem_record, gem_profile, g
     assert env["device"] == gem_profile.name
     assert env["runtime_version"], "the agent must report the runtime version"
     assert env["threads"] == gem_profile.run.threads
+    if gem_profile.platform == "ios":  # the link's shell is the Mac's: ask devicectl instead
+        phone = env["conditioning"]["fingerprint"]
+        assert env["machine"] == phone["product_type"], (env["machine"], phone)
+        assert env["os"] == f"iOS {phone['os_version']}", (env["os"], phone)
+        return
     res = gem_device.transport.run(["sh", "-c", "uname -m; uname -r; getconf _NPROCESSORS_ONLN"],
                                    timeout_s=60)
     assert res.ok, res.stderr
@@ -147,7 +152,7 @@ def test_repush_of_unchanged_artifact_is_skipped(gem_record, gem_device, gem_art
 
 #: formats whose export has no prefill/decode graphs yet (docs/gem.md): their
 #: records must then carry no generation block, which these tests check instead
-NO_GENERATION_EXPORT = {"tflite"}
+NO_GENERATION_EXPORT = {"tflite", "coreml"}
 
 
 def _generation(gem_record, gem_artifact):
