@@ -240,6 +240,10 @@ def make_plan(values: Mapping[str, Any], base_dir: Path | None = None,
 
         fmt = get("--gem-format")
         profile = replace(profile, runtime=runtime_for_format(fmt))
+    if variant not in FORMATS[fmt]:
+        where = "--gem-variant" if get("--gem-variant") else f"{profile.path}: [run] variant"
+        raise ConfigError(f"{where}: variant {variant!r} does not exist for format {fmt}; "
+                          f"{fmt} has {', '.join(FORMATS[fmt])}")
     return RunPlan(profile=profile, model=model, variant=variant,
                    fmt=fmt, run_id=run_id or new_run_id(),
                    report_root=report_root, targets_dir=targets,

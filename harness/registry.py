@@ -43,6 +43,7 @@ BUILTIN_MODULES = (
     "harness.platforms",
     "harness.platforms.android",
     "harness.runtimes",
+    "harness.runtime_rknn",
     "harness.validity",
     "harness.sensors.session",
 )

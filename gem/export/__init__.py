@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 #: Formats build_artifact() accepts, and the variants each supports.
-FORMATS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int8"), "tflite": ("fp32", "int8")}
+FORMATS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int8"), "tflite": ("fp32", "int8"),
+                                       "rknn": ("fp16", "int8")}
 
 #: The packages whose versions change what a format's build writes: part of its
 #: cache key and its manifest (a format's key ignores the others' packages).
 FORMAT_PACKAGES: dict[str, tuple[str, ...]] = {
     "onnx": ("torch", "onnx", "onnxscript", "onnxruntime"),
     "tflite": ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
+    # rknn-toolkit2 lives in its own environment (.venv-rknn): gem.artifacts
+    # reads its version there (gem.export.rknn.toolkit_version)
+    "rknn": ("torch", "onnx", "onnxscript", "rknn-toolkit2"),
 }
 
 #: What every backend's builder takes as ``progress``: called as

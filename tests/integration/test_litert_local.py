@@ -68,4 +68,4 @@ def test_build_rejects_a_format_without_a_runtime(tmp_path):
     res = subprocess.run([sys.executable, "-m", "harness.cli", "build", "--device", "local",
                           "--format", "coreml"], capture_output=True, text=True, timeout=120)
     assert res.returncode != 0
-    assert "coreml" in res.stderr and "onnx, tflite" in res.stderr
+    assert "coreml" in res.stderr and "onnx, rknn, tflite" in res.stderr

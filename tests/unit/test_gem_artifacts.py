@@ -234,7 +234,7 @@ def test_cache_key_tracks_inputs() -> None:
         artifact_key("nope")
     with pytest.raises(ValueError, match="fp32, int8"):
         artifact_key("tiny", "int4")
-    with pytest.raises(ValueError, match="available: onnx, tflite"):
+    with pytest.raises(ValueError, match="available: onnx, rknn, tflite"):
         artifact_key("tiny", "int8", fmt="coreml")
     assert artifact_key("tiny", "int8", fmt="tflite") != base
 
