@@ -141,7 +141,7 @@ def build_rknn_artifact(
             "simulator_seconds": got.get("simulator_seconds"),
             "ops_total": place["ops_total"], "ops_npu": place["ops_npu"],
             "ops_cpu": place["ops_cpu"], "cpu_ops": place["cpu_ops"],
-            "cpu_op_names": place["cpu_op_names"],
+            "cpu_op_names": place["cpu_op_names"], "ops_by_dtype": place["ops_by_dtype"],
             "simulator_vs_torch": {"reference_max_abs_diff": diffs[-1],
                                    "holdout_top1_agreement": a / (len(rows) - 1),
                                    "holdout_max_abs_diff": float(np.max(np.abs(sim - want))),
@@ -170,9 +170,8 @@ def build_rknn_artifact(
         if variant == "int8" else
         {"policy": "fp16", "description": "rknn-toolkit2 float16 (no quantization)"})
     quant["vs_torch_holdout"] = {"top1_agreement": top1, "n": total}
-    quant["precision"] = {"op_dtypes": "per op in the toolkit's log (.work not kept)",
-                          "ops_npu_first_bucket": first["ops_npu"],
-                          "ops_cpu_first_bucket": first["ops_cpu"]}
+    quant["precision"] = {"ops_by_dtype_first_bucket": first["ops_by_dtype"],
+                          "source": "the DataType column of rknn-toolkit2's layer table"}
     for leftover in sorted(work.iterdir()):
         if leftover.name == "rknn-toolkit.log":
             leftover.rename(out / "rknn-toolkit.log")

@@ -121,12 +121,14 @@ def placement_summary(ops: list[dict[str, str]]) -> dict[str, Any]:
            and o["op"] != "OutputOperator"]
     counted = [o for o in ops if o["op"] not in ("InputOperator", "OutputOperator")]
     by_target: dict[str, dict[str, int]] = {}
+    by_dtype: dict[str, int] = {}
     for o in counted:
+        by_dtype[o["dtype"]] = by_dtype.get(o["dtype"], 0) + 1
         by_target.setdefault(o["target"], {}).setdefault(o["op"], 0)
         by_target[o["target"]][o["op"]] += 1
     return {"ops_total": len(counted), "ops_npu": len(counted) - len(cpu),
             "ops_cpu": len(cpu), "cpu_ops": cpu, "cpu_op_names": sorted(set(cpu)),
-            "ops_by_target": by_target}
+            "ops_by_target": by_target, "ops_by_dtype": by_dtype}
 
 
 def run_converter(job: dict[str, Any], work: Path, timeout_s: float = 1800.0) -> Conversion:
@@ -138,7 +140,9 @@ def run_converter(job: dict[str, Any], work: Path, timeout_s: float = 1800.0) ->
     job = {**job, "result": str(work / "rknn-result.json")}
     job_file, log = work / "rknn-job.json", work / "rknn-toolkit.log"
     job_file.write_text(json.dumps(job, indent=1), encoding="utf-8")
-    argv = [str(python), str(CONVERTER), str(job_file)]
+    # -I: the script's folder (gem/export, which holds this rknn.py) must not
+    # shadow the toolkit's package ``rknn``, nor may the caller's PYTHON* env leak in
+    argv = [str(python), "-I", str(CONVERTER), str(job_file)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     try:
         with log.open("w", encoding="utf-8") as out:
