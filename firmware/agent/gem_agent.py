@@ -731,6 +731,20 @@ class _LiteRTFeeds(dict):
     buffers = None  # CompiledModel: input buffers written once
 
 
+def padded_feeds(feeds: dict, name: str, bucket_for, pad_id: int, dtype: str) -> _LiteRTFeeds:
+    """The request right-padded with pad_id to its bucket (bucket_for(tokens)),
+    for runtimes with one fixed-shape graph per bucket (LiteRT, RKNN)."""
+    np = _numpy()
+    ids = np.asarray(feeds[name])
+    tokens = int(ids.shape[-1])
+    bucket = bucket_for(tokens)
+    x = np.full((ids.shape[0], bucket), pad_id, dtype=dtype)
+    x[:, :tokens] = ids
+    out = _LiteRTFeeds({name: x})
+    out.bucket, out.tokens = bucket, tokens
+    return out
+
+
 class LiteRTAdapter:
     """LiteRT (ai-edge-litert) on a multi-signature .tflite: one signature per
     sequence bucket (manifest ``seq_buckets``). A request of L tokens runs in the
@@ -818,14 +832,8 @@ class LiteRTAdapter:
         if isinstance(feeds, _LiteRTFeeds):  # prepared before: this is the bucket that runs
             self.last_bucket, self.last_tokens = feeds.bucket, feeds.tokens
             return feeds
-        np = _numpy()
-        ids = np.asarray(feeds[self.input_name])
-        tokens = int(ids.shape[-1])
-        bucket = self.bucket_for(tokens)
-        x = np.full((ids.shape[0], bucket), self.pad_id, dtype=np.int32)
-        x[:, :tokens] = ids
-        out = _LiteRTFeeds({self.input_name: x})
-        out.bucket, out.tokens = bucket, tokens
+        out = padded_feeds(feeds, self.input_name, self.bucket_for, self.pad_id, "int32")
+        bucket, tokens, x = out.bucket, out.tokens, out[self.input_name]
         key = f"seq_{bucket}"
         if self.api == "compiled_model":
             index = self.cm.get_signature_index(key)
@@ -983,16 +991,9 @@ class RKNNLiteAdapter:
         if isinstance(feeds, _LiteRTFeeds):
             self.last_bucket, self.last_tokens = feeds.bucket, feeds.tokens
             return feeds
-        np = _numpy()
-        ids = np.asarray(feeds[self.input_name])
-        tokens = int(ids.shape[-1])
-        bucket = self.bucket_for(tokens)
-        x = np.full((ids.shape[0], bucket), self.pad_id, dtype=np.int64)
-        x[:, :tokens] = ids
-        out = _LiteRTFeeds({self.input_name: x})
-        out.bucket, out.tokens = bucket, tokens
-        self._open(bucket)
-        self.last_bucket, self.last_tokens = bucket, tokens
+        out = padded_feeds(feeds, self.input_name, self.bucket_for, self.pad_id, "int64")
+        self._open(out.bucket)
+        self.last_bucket, self.last_tokens = out.bucket, out.tokens
         return out
 
     def run(self, feeds: dict):

@@ -44,12 +44,10 @@ _BUCKET_MARK = re.compile(r"^=== gem-hil: bucket (\d+) ===")
 
 
 def rknn_buckets(max_len: int) -> tuple[int, ...]:
-    """Powers of two from 16 up to min(max_len, RKNN_MAX_BUCKET)."""
-    top, out, b = min(max_len, RKNN_MAX_BUCKET), [], 16
-    while b < top:
-        out.append(b)
-        b *= 2
-    return (*out, top)
+    """LiteRT's buckets (powers of two from 16), up to min(max_len, RKNN_MAX_BUCKET)."""
+    from gem.export.tflite import seq_buckets
+
+    return seq_buckets(min(max_len, RKNN_MAX_BUCKET))
 
 
 def rknn_file(bucket: int) -> str:

@@ -98,7 +98,8 @@ BAD = [
     (HEAD + '[run]\nthreads = "four"\n', '[run] threads: expected an integer, got "four" '
                                          "(a string); write it like threads = 1"),
     (HEAD + "[run]\nthraeds = 2\n", "[run] unknown key(s) thraeds (did you mean threads?)"),
-    (HEAD + '[run]\nvariant = "int4"\n', '[run] variant: "int4" is not one of "fp32", "int8"'),
+    (HEAD + '[run]\nvariant = "int4"\n',
+     '[run] variant: "int4" is not one of "fp32", "fp16", "int8"'),
     (HEAD.replace('"local"', '"ssh"'), "transport = 'ssh' needs a [ssh] table with its "
                                        "connection settings (host, user, key_file)"),
     (HEAD + '[ssh]\nhost = "x"\n', "[ssh] is the table of transport 'ssh', but this profile "
