@@ -57,6 +57,11 @@ def default_cache_dir() -> Path:
 def _package_versions(fmt: str = "onnx") -> dict[str, str]:
     out = {}
     for name in FORMAT_PACKAGES[fmt]:
+        if name == "rknn-toolkit2":  # not in this environment: see gem.export.rknn
+            from gem.export.rknn import toolkit_version
+
+            out[name] = toolkit_version()
+            continue
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -265,6 +270,12 @@ def build_artifact(
                 from gem.export.build_coreml import build_coreml_artifact
 
                 build_coreml_artifact(tmp, **common)
+            elif fmt == "rknn":
+                if external_data:
+                    raise ValueError("external_data applies to ONNX only")
+                from gem.export.build_rknn import build_rknn_artifact
+
+                build_rknn_artifact(tmp, **common)
             else:
                 from gem.export.build_onnx import build_onnx_artifact
 

@@ -44,6 +44,7 @@ BUILTIN_MODULES = (
     "harness.platforms.android",
     "harness.platforms.ios",
     "harness.runtimes",
+    "harness.runtime_rknn",
     "harness.validity",
     "harness.sensors.session",
     "harness.quality",

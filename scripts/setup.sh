@@ -22,3 +22,5 @@ fi
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e '.[test]'
 echo "gem-hil installed in $(pwd)/.venv"
+# the RK3588 converter (rknn-toolkit2) cannot share .venv: its own, .venv-rknn
+bash scripts/setup-rknn.sh

@@ -731,6 +731,20 @@ class _LiteRTFeeds(dict):
     buffers = None  # CompiledModel: input buffers written once
 
 
+def padded_feeds(feeds: dict, name: str, bucket_for, pad_id: int, dtype: str) -> _LiteRTFeeds:
+    """The request right-padded with pad_id to its bucket (bucket_for(tokens)),
+    for runtimes with one fixed-shape graph per bucket (LiteRT, RKNN)."""
+    np = _numpy()
+    ids = np.asarray(feeds[name])
+    tokens = int(ids.shape[-1])
+    bucket = bucket_for(tokens)
+    x = np.full((ids.shape[0], bucket), pad_id, dtype=dtype)
+    x[:, :tokens] = ids
+    out = _LiteRTFeeds({name: x})
+    out.bucket, out.tokens = bucket, tokens
+    return out
+
+
 class LiteRTAdapter:
     """LiteRT (ai-edge-litert) on a multi-signature .tflite: one signature per
     sequence bucket (manifest ``seq_buckets``). A request of L tokens runs in the
@@ -818,14 +832,8 @@ class LiteRTAdapter:
         if isinstance(feeds, _LiteRTFeeds):  # prepared before: this is the bucket that runs
             self.last_bucket, self.last_tokens = feeds.bucket, feeds.tokens
             return feeds
-        np = _numpy()
-        ids = np.asarray(feeds[self.input_name])
-        tokens = int(ids.shape[-1])
-        bucket = self.bucket_for(tokens)
-        x = np.full((ids.shape[0], bucket), self.pad_id, dtype=np.int32)
-        x[:, :tokens] = ids
-        out = _LiteRTFeeds({self.input_name: x})
-        out.bucket, out.tokens = bucket, tokens
+        out = padded_feeds(feeds, self.input_name, self.bucket_for, self.pad_id, "int32")
+        bucket, tokens, x = out.bucket, out.tokens, out[self.input_name]
         key = f"seq_{bucket}"
         if self.api == "compiled_model":
             index = self.cm.get_signature_index(key)
@@ -888,6 +896,137 @@ class LiteRTAdapter:
                                 "the Interpreter API does not say which ops each holds")
 
 
+class RKNNLiteAdapter:
+    """Rockchip's RKNN runtime through rknn-toolkit-lite2 (``rknnlite.api.RKNNLite``)
+    on an RK3588: one .rknn per sequence bucket (manifest ``rknn_buckets``; an
+    .rknn has static shapes), loaded on first use, run on the NPU cores of
+    ``core_mask``. A request of L tokens runs in the smallest bucket >= L,
+    right-padded with ``pad_id``.
+
+    Op placement comes from the artifact: the .rknn fixes each op's target
+    (NPU or CPU) when rknn-toolkit2 builds it, and the build recorded the
+    toolkit's per-op table in the manifest; RKNNLite has no query for it.
+    """
+
+    name = "rknn"
+    CORE_MASKS = {"auto": "NPU_CORE_AUTO", "0": "NPU_CORE_0", "1": "NPU_CORE_1",
+                  "2": "NPU_CORE_2", "0_1": "NPU_CORE_0_1", "0_1_2": "NPU_CORE_0_1_2",
+                  "all": "NPU_CORE_ALL"}
+
+    def __init__(self, model_path: str, manifest: dict, core_mask: str = "0_1_2",
+                 library: str = "/usr/lib/librknnrt.so",
+                 runtime_version: str | None = None) -> None:
+        if core_mask not in self.CORE_MASKS:
+            raise AgentFailure("usage", f"--rknn-core-mask {core_mask!r}: expected one of "
+                               f"{', '.join(self.CORE_MASKS)}", EXIT_USAGE)
+        try:
+            from rknnlite.api import RKNNLite
+        except ImportError as exc:
+            raise AgentFailure("runtime_missing", f"rknnlite is not importable on the device "
+                               f"({exc}); install rknn-toolkit-lite2 (pip install "
+                               "rknn-toolkit-lite2)", EXIT_RUNTIME) from None
+        if not os.path.isfile(library):
+            raise AgentFailure("runtime_missing", f"librknnrt {library} does not exist on the "
+                               "device; install Rockchip's librknnrt.so there or fix [rknn] "
+                               "library_path in the profile", EXIT_RUNTIME)
+        self.RKNNLite = RKNNLite
+        self.core_mask = core_mask
+        self.library = library
+        self.expected_version = runtime_version
+        self.version = _dist_version("rknn-toolkit-lite2")
+        self.sdk_version: str | None = None
+        self.pad_id = int(manifest.get("pad_id", 0))
+        self.input_name = manifest["inputs"][0]["name"]
+        self.output_names = [o["name"] for o in manifest["outputs"]]
+        folder = os.path.dirname(model_path)
+        self.buckets = {int(b["seq_len_tokens"]): b for b in manifest.get("rknn_buckets") or []}
+        if not self.buckets:
+            raise AgentFailure("artifact", "rknn manifest lists no rknn_buckets", EXIT_ARTIFACT)
+        self.files = {b: os.path.join(folder, e["file"]) for b, e in self.buckets.items()}
+        missing = [p for p in self.files.values() if not os.path.isfile(p)]
+        if missing:
+            raise AgentFailure("artifact", f"rknn model file(s) missing on the device: "
+                               f"{', '.join(sorted(missing))}; push the whole artifact folder",
+                               EXIT_ARTIFACT)
+        self._models: dict = {}
+        self.last_bucket: int | None = None
+        self.last_tokens: int | None = None
+        self._open(max(self.buckets))  # fail at load, not in the timed loop
+
+    def _open(self, bucket: int):
+        if bucket in self._models:
+            return self._models[bucket]
+        path = self.files[bucket]
+        rk = self.RKNNLite(verbose=False)
+        ret = rk.load_rknn(path)
+        if ret != 0:
+            raise AgentFailure("model_load", f"RKNNLite.load_rknn({path}) returned {ret}",
+                               EXIT_ARTIFACT)
+        ret = rk.init_runtime(core_mask=getattr(self.RKNNLite, self.CORE_MASKS[self.core_mask]))
+        if ret != 0:
+            raise AgentFailure("model_load", f"RKNNLite.init_runtime(core_mask="
+                               f"{self.core_mask}) returned {ret} for {path} (is this an "
+                               f"RK3588 with the rknpu driver loaded, and {self.library} "
+                               "the board's librknnrt?)", EXIT_RUNTIME)
+        if self.sdk_version is None:
+            self.sdk_version = str(rk.get_sdk_version())
+            want = self.expected_version
+            if want and want not in self.sdk_version:
+                rk.release()
+                raise AgentFailure("runtime_mismatch", f"the board's RKNN runtime reports "
+                                   f"{self.sdk_version!r}, the profile's [rknn] "
+                                   f"runtime_version is {want!r}; install that librknnrt or "
+                                   "fix runtime_version", EXIT_RUNTIME)
+        self._models[bucket] = rk
+        return rk
+
+    def bucket_for(self, tokens: int) -> int:
+        for b in sorted(self.buckets):
+            if b >= tokens:
+                return b
+        raise AgentFailure("usage", f"{tokens} tokens exceed the largest sequence bucket "
+                           f"{max(self.buckets)} of this rknn artifact", EXIT_USAGE)
+
+    def prepare(self, feeds: dict) -> _LiteRTFeeds:
+        if isinstance(feeds, _LiteRTFeeds):
+            self.last_bucket, self.last_tokens = feeds.bucket, feeds.tokens
+            return feeds
+        out = padded_feeds(feeds, self.input_name, self.bucket_for, self.pad_id, "int64")
+        self._open(out.bucket)
+        self.last_bucket, self.last_tokens = out.bucket, out.tokens
+        return out
+
+    def run(self, feeds: dict):
+        if not isinstance(feeds, _LiteRTFeeds):
+            feeds = self.prepare(feeds)
+        outs = self._models[feeds.bucket].inference(inputs=[feeds[self.input_name]])
+        if not outs:
+            raise AgentFailure("runtime", f"RKNNLite.inference returned {outs!r} (bucket "
+                               f"{feeds.bucket})", EXIT_RUNTIME)
+        return [_numpy().asarray(o, dtype="float32").reshape(1, -1) for o in outs]
+
+    def describe(self) -> dict:
+        info = {"api": "RKNNLite", "core_mask": self.core_mask, "library": self.library,
+                "sdk_version": self.sdk_version, "seq_buckets": sorted(self.buckets)}
+        if self.last_bucket is not None:
+            info["bucket"] = {"seq_len_tokens": self.last_bucket,
+                              "file": os.path.basename(self.files[self.last_bucket]),
+                              "requested_tokens": self.last_tokens,
+                              "padded_tokens": self.last_bucket - (self.last_tokens or 0)}
+        return info
+
+    def op_placement(self) -> dict:
+        entry = self.buckets[self.last_bucket or min(self.buckets)]
+        if "ops_total" not in entry or "ops_npu" not in entry:
+            return placement_record("RKNPU2", "librknnrt", None, None, None, None,
+                                    "the manifest records no op table for this bucket")
+        return placement_record("RKNPU2", "librknnrt", None, int(entry["ops_total"]),
+                                int(entry["ops_npu"]), list(entry.get("cpu_ops") or []),
+                                f"NPU cores {self.core_mask}; per-op targets from "
+                                "rknn-toolkit2's layer table when the .rknn was built (the "
+                                "file fixes them): the ops on the CPU are the fallback")
+
+
 def _numpy():
     import numpy
 
@@ -927,7 +1066,7 @@ def tflite_ops(model_path: str, signature: str) -> list[str] | None:
 
 
 #: artifact format -> the adapter that runs it
-ADAPTERS = {"onnx": OnnxRuntimeAdapter, "tflite": LiteRTAdapter}
+ADAPTERS = {"onnx": OnnxRuntimeAdapter, "tflite": LiteRTAdapter, "rknn": RKNNLiteAdapter}
 
 
 def open_runtime(manifest: dict, model_path: str, args: argparse.Namespace):
@@ -941,6 +1080,10 @@ def open_runtime(manifest: dict, model_path: str, args: argparse.Namespace):
         return LiteRTAdapter(model_path, args.threads, manifest, api=args.runtime_api,
                              delegate=args.delegate, delegate_options=options,
                              accelerator=args.accelerator)
+    if fmt == "rknn":
+        return RKNNLiteAdapter(model_path, manifest, core_mask=args.rknn_core_mask,
+                               library=args.rknn_library,
+                               runtime_version=args.rknn_runtime_version)
     return OnnxRuntimeAdapter(model_path, args.threads)
 
 
@@ -1564,6 +1707,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="option passed to the external delegate (repeatable)")
     p.add_argument("--accelerator", choices=("cpu", "gpu", "npu"), default="cpu",
                    help="CompiledModel hardware accelerator")
+    p.add_argument("--rknn-core-mask", default="0_1_2",
+                   choices=tuple(RKNNLiteAdapter.CORE_MASKS),
+                   help="RK3588 NPU cores (rknn artifacts): RKNNLite.NPU_CORE_<mask>")
+    p.add_argument("--rknn-library", default="/usr/lib/librknnrt.so",
+                   help="librknnrt on the device (rknn artifacts)")
+    p.add_argument("--rknn-runtime-version", default=None,
+                   help="librknnrt version the device must report (rknn artifacts)")
     p.add_argument("--watchdog-stdin", action="store_true",
                    help="exit when stdin reaches EOF or the parent changes (the harness is "
                         f"gone); checked at least every {WATCHDOG_PERIOD_S:g} s")

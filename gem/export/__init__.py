@@ -14,10 +14,11 @@ from gem.compress.spec import COMPRESSED_VARIANTS
 
 #: Formats build_artifact() accepts, and the variants each supports (the
 #: compressed ones, gem/compress, are fp32 files of a pruned / GPTQ model;
-#: Core ML has none yet: its build converts the trained model itself).
+#: Core ML and rknn have none yet: their builds convert the trained model itself).
 FORMATS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int8", *COMPRESSED_VARIANTS),
                                        "tflite": ("fp32", "int8", *COMPRESSED_VARIANTS),
-                                       "coreml": ("fp16", "int8")}
+                                       "coreml": ("fp16", "int8"),
+                                       "rknn": ("fp16", "int8")}
 
 #: The packages whose versions change what a format's build writes: part of its
 #: cache key and its manifest (a format's key ignores the others' packages).
@@ -25,6 +26,9 @@ FORMAT_PACKAGES: dict[str, tuple[str, ...]] = {
     "onnx": ("torch", "onnx", "onnxscript", "onnxruntime"),
     "tflite": ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
     "coreml": ("torch", "coremltools"),
+    # rknn-toolkit2 lives in its own environment (.venv-rknn): gem.artifacts
+    # reads its version there (gem.export.rknn.toolkit_version)
+    "rknn": ("torch", "onnx", "onnxscript", "rknn-toolkit2"),
 }
 
 #: What every backend's builder takes as ``progress``: called as

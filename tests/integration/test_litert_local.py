@@ -68,4 +68,4 @@ def test_build_rejects_an_unknown_format(tmp_path):
     res = subprocess.run([sys.executable, "-m", "harness.cli", "build", "--device", "local",
                           "--format", "tensorrt"], capture_output=True, text=True, timeout=120)
     assert res.returncode != 0
-    assert "tensorrt" in res.stderr and "coreml, onnx, tflite" in res.stderr
+    assert "tensorrt" in res.stderr and "coreml, onnx, rknn, tflite" in res.stderr

@@ -15,7 +15,7 @@ AGENT = Path(__file__).resolve().parents[2] / "firmware" / "agent" / "gem_agent.
 ALLOWED = {"__future__", "argparse", "json", "os", "platform", "select", "signal", "stat",
            "sys", "threading", "time", "gc", "subprocess", "random",
            "traceback", "resource", "importlib", "numpy", "onnxruntime", "ai_edge_litert",
-           "tflite_runtime"}
+           "tflite_runtime", "rknnlite"}
 
 
 def run_agent(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[int, dict, str]:

@@ -79,7 +79,7 @@ def test_a_format_without_adapter_is_named(tmp_path, tflite_artifact):
     rc, rec, _ = run_agent(tmp_path, "--artifact-dir", str(folder), "--seq-len-tokens", "16",
                            *QUICK)
     assert rc == 2 and "coreml" in rec["error"]["message"]
-    assert "onnx, tflite" in rec["error"]["message"]
+    assert "onnx, rknn, tflite" in rec["error"]["message"]
 
 
 def test_onnx_records_carry_placement_too(tmp_path, fixture_artifact):

@@ -234,7 +234,7 @@ def test_cache_key_tracks_inputs() -> None:
         artifact_key("nope")
     with pytest.raises(ValueError, match="fp32, int8"):
         artifact_key("tiny", "int4")
-    with pytest.raises(ValueError, match="available: coreml, onnx, tflite"):
+    with pytest.raises(ValueError, match="available: coreml, onnx, rknn, tflite"):
         artifact_key("tiny", "int8", fmt="tensorrt")
     with pytest.raises(ValueError, match="variant 'fp32' for format coreml; available: fp16"):
         artifact_key("tiny", "fp32", fmt="coreml")

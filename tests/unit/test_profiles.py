@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 TARGETS = REPO / "targets"
 
 HEAD = 'name = "b"\ntransport = "local"\nplatform = "linux"\nruntime = "onnxruntime"\n'
-NO_IMPLEMENTATION = {"rk3588-npu": "platform = 'npu': no implementation of platform 'npu'"}
+NO_IMPLEMENTATION: dict[str, str] = {}  # every shipped platform is implemented
 
 
 def write(tmp_path: Path, text: str, name: str = "b") -> Path:

@@ -66,7 +66,7 @@ def test_gem_format_overrides_the_profile_and_its_runtime():
     plan = make_plan({"device": "local", "gem_format": "tflite"})
     assert plan.fmt == "tflite" and plan.profile.runtime == "litert"
     assert make_plan({"device": "local"}).fmt == "onnx"
-    with pytest.raises(ConfigError, match="known: coreml, onnx, tflite"):
+    with pytest.raises(ConfigError, match="known: coreml, onnx, rknn, tflite"):
         make_plan({"device": "local", "gem_format": "tf"})
 
 
