@@ -115,3 +115,40 @@ def test_command_line_limit_beats_the_emulator_budget_even_from_json():
     assert (out[0].limit, out[0].source, out[0].verdict) == (20.0, "emulator", "fail")
     out = evaluate({"latency_p95_ms": 100.0}, meas, sources, emulated=True)
     assert (out[0].limit, out[0].source, out[0].verdict) == (100.0, "cli", "pass")
+
+
+def test_unstable_margin_on_a_minimum():
+    """decode_tokens_per_s >= 20 from an unstable run passes only with its lower end
+    at or above 20 × 1.5 = 30: the margin of a minimum lies above the limit."""
+    budgets = {"decode_tokens_per_s": 20.0}
+
+    def verdict(lo: float) -> tuple[str, str]:
+        m = {"decode_tokens_per_s": Measurement(40.0, lo, 50.0)}
+        v = evaluate(budgets, m, {}, unstable=True)[0]
+        return v.verdict, v.reason
+
+    assert verdict(31.0)[0] == "pass" and "within 30 tokens/s" in verdict(31.0)[1]
+    assert verdict(30.0)[0] == "pass"  # the margin's edge is inside
+    assert verdict(29.0)[0] == "inconclusive" and "needs the interval within 30" in verdict(29.0)[1]
+    assert evaluate(budgets, {"decode_tokens_per_s": Measurement(40.0, 21.0, 50.0)}, {})[0] \
+        .verdict == "pass"  # a stable run needs no margin
+
+
+def test_unstable_margin_on_a_maximum_and_a_fail_stays_a_fail():
+    budgets = {"latency_p95_ms": 25.0}  # margin: the upper end within 12.5 ms
+
+    def verdict(m: Measurement) -> str:
+        return evaluate(budgets, {"latency_p95_ms": m}, {}, unstable=True)[0].verdict
+
+    assert verdict(Measurement(10.0, 9.0, 12.0)) == "pass"
+    assert verdict(Measurement(10.0, 9.0, 12.5)) == "pass"
+    assert verdict(Measurement(10.0, 9.0, 13.0)) == "inconclusive"
+    assert verdict(Measurement(30.0, 26.0, 34.0)) == "fail"  # never softened to inconclusive
+
+
+def test_an_inapplicable_budget_keeps_the_later_ones():
+    budgets = {"ttft_p95_ms": 50.0, "peak_rss_mb": 100.0}
+    meas = {"peak_rss_mb": Measurement.exact(200.0)}
+    out = evaluate(budgets, meas, {}, inapplicable={"ttft_p95_ms": "no prefill graph"})
+    assert [(v.metric, v.verdict, v.reason) for v in out] == [
+        ("ttft_p95_ms", "recorded", "no prefill graph"), ("peak_rss_mb", "fail", "")]
