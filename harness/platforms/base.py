@@ -34,3 +34,13 @@ class Platform:
     def finish(self, transport: Transport) -> dict[str, Any]:
         """Undo conditioning after a run; returns extra facts for the record."""
         return {}
+
+    def external_runner(self) -> str | None:
+        """The name of a runner that times the model instead of the agent (e.g.
+        Android's benchmark_model), or None: the agent runs."""
+        return None
+
+    def run_external(self, transport: Transport, manifest: dict[str, Any], remote_dir: str,
+                     settings: Any) -> dict[str, Any]:
+        """Run the external runner on the pushed artifact; agent-contract fields."""
+        raise NotImplementedError(f"platform {self.name} has no external runner")
