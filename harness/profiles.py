@@ -38,7 +38,7 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
                dict: "a table", list: "a list"}
 
 #: the artifact variants a GEM build offers ([run] variant, --gem-variant)
-VARIANTS = ("fp32", "int8")
+VARIANTS = ("fp32", "int8", "int8_full")  # int8_full: LiteRT full-integer int8 (calibrated)
 
 #: tables every profile may carry besides the registered ones
 _FREE_TABLES = ("hardware", "budgets")

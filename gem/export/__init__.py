@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 #: Formats build_artifact() accepts, and the variants each supports.
-FORMATS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int8"), "tflite": ("fp32", "int8")}
+FORMATS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int8"),
+                                        "tflite": ("fp32", "int8", "int8_full")}
 
 #: The packages whose versions change what a format's build writes: part of its
 #: cache key and its manifest (a format's key ignores the others' packages).

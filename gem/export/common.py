@@ -50,11 +50,29 @@ class Trained:
         return ids
 
 
+#: the last training run of this process: building several variants or formats of
+#: one model in one process (the quantization benchmark) trains it once. Training
+#: is deterministic from (model, seed, steps) and the gem sources, so a rerun
+#: would give the same weights; the exporters never modify the net they get.
+_LAST_TRAINED: dict[tuple[str, int, int], Trained] = {}
+
+
 def train_model(model: str, seed: int, train_steps: int,
                 report: BuildProgress) -> Trained:
     """Build and train ``model`` deterministically from ``seed`` with the paper's
     recipe: general training on all domains, then adaptation to ADAPT_DOMAIN
     distilled from the frozen general model (adaptive knowledge preservation)."""
+    key = (model, seed, train_steps)
+    if key in _LAST_TRAINED:
+        report("train (reusing this process's identical run)", train_steps, train_steps)
+        return _LAST_TRAINED[key]
+    trained = _train_model(model, seed, train_steps, report)
+    _LAST_TRAINED.clear()
+    _LAST_TRAINED[key] = trained
+    return trained
+
+
+def _train_model(model: str, seed: int, train_steps: int, report: BuildProgress) -> Trained:
     import dataclasses
 
     import torch

@@ -94,14 +94,65 @@ def _onehot_take(weight: Any, flat: Any) -> Any:
     return torch.matmul(onehot, weight.reshape(n_exp, -1)).reshape(-1, *weight.shape[1:])
 
 
+def _onehot_select(z: Any, idx: Any) -> Any:
+    """``z.gather(2, idx)`` over the expert axis as ``z [B, T, E] @ onehot [B, E, k]``:
+    no index grid constant per signature. Exact: each column picks one expert."""
+    import torch
+
+    onehot = (idx.unsqueeze(1) == torch.arange(z.shape[-1], dtype=idx.dtype).view(1, -1, 1))
+    return torch.matmul(z, onehot.to(z.dtype))
+
+
+def strip_tensor_names(path: Path) -> None:
+    """Rewrite the .tflite without the tensor names no signature exposes (in place).
+
+    litert-torch names every tensor after its module path (~130 bytes each,
+    ~40 KB per signature for tiny: a tenth of the int8 file), and nothing reads
+    them: signatures map their inputs and outputs by index, and those tensors
+    keep their names. Buffers the quantizer appended after the flatbuffer
+    (offset/size) are moved inline, which repacking needs."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    raw = path.read_bytes()
+    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(raw, 0))
+    for buf in model.buffers:
+        if (buf.offset or 0) > 1:
+            buf.data = np.frombuffer(raw[buf.offset: buf.offset + buf.size], dtype=np.uint8)
+            buf.offset = buf.size = 0
+    keep = {(sd.subgraphIndex, t.tensorIndex) for sd in model.signatureDefs or []
+            for t in [*(sd.inputs or []), *(sd.outputs or [])]}
+    for si, sg in enumerate(model.subgraphs):
+        for ti, tensor in enumerate(sg.tensors):
+            if (si, ti) not in keep:
+                tensor.name = b""
+    builder = flatbuffers.Builder(len(raw))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+
+
+def _runtime_positions(input_ids: Any, past: int) -> Any:
+    """Positions 0..T-1 computed from the input at run time (a cumulative sum over
+    ``input_ids >= 0``, always true for token ids), so the converter cannot fold
+    them: each signature then computes its causal mask and looks its position
+    rows up in the one shared table instead of storing both as constants."""
+    import torch
+
+    ones = (input_ids[0] >= 0).to(torch.int32)
+    return torch.cumsum(ones, 0) - 1 + past
+
+
 def litert_friendly(model: Any) -> Any:
-    """A copy of ``model`` with the scatter LiteRT cannot run swapped out."""
+    """A copy of ``model`` with the scatter LiteRT cannot run swapped out, and
+    positions computed at run time."""
     net = copy.deepcopy(model).eval()
+    net.positions = _runtime_positions
     swapped = 0
     for module in net.modules():
         if type(module).__name__ == "SparseCrossAttentionRouter":
             module.scatter_tokens = _onehot_scatter
             module.take_experts = _onehot_take
+            module.select_scores = _onehot_select
             swapped += 1
     if not swapped:
         raise BuildError("no SparseCrossAttentionRouter found to rewrite for LiteRT")
@@ -171,6 +222,7 @@ def export_tflite(model: Any, path: Path, buckets: tuple[int, ...]) -> TfliteExp
             conv.convert().export(str(path))
     except Exception as exc:  # the converter raises many unrelated types
         raise BuildError(f"litert-torch conversion failed for {model.cfg.name}: {exc}") from exc
+    strip_tensor_names(path)
     return TfliteExport(path, time.perf_counter() - start, tuple(buckets))
 
 
@@ -194,6 +246,7 @@ def quantize_dynamic_int8(src: Path, dst: Path) -> dict[str, Any]:
             q.quantize(enable_progress_report=False).export_model(str(dst), overwrite=True)
     except Exception as exc:  # noqa: BLE001 - the quantizer raises many types
         raise BuildError(f"{src}: ai-edge-quantizer dynamic int8 failed: {exc}") from exc
+    strip_tensor_names(dst)
     return {
         "policy": "dynamic_wi8_afp32_tensorwise",
         "description": "ai-edge-quantizer dynamic range: int8 per-tensor weights of every "
@@ -201,6 +254,38 @@ def quantize_dynamic_int8(src: Path, dst: Path) -> dict[str, Any]:
                        "lookup), float32 activations quantized at run time",
         "method": "ai_edge_quantizer RecipeManager.add_dynamic_config(num_bits=8, "
                   "granularity=TENSORWISE)",
+    }
+
+
+def quantize_static_int8(src: Path, dst: Path,
+                         calibration: dict[str, list[dict[str, np.ndarray]]]) -> dict[str, Any]:
+    """ai-edge-quantizer's full-integer int8 (static range): int8 weights per tensor
+    and int8 activations whose ranges come from ``calibration`` (per signature,
+    a list of ``{input_name: int32 [1, L]}``: real hold-out texts padded to the
+    bucket). Where the quantizer has no int8 kernel for an op it leaves it float
+    (the precision summary counts what happened)."""
+    from ai_edge_quantizer import qtyping, quantizer, recipe_manager
+
+    rm = recipe_manager.RecipeManager()
+    rm.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                         activation_num_bits=8, weight_num_bits=8,
+                         weight_granularity=qtyping.QuantGranularity.TENSORWISE)
+    try:
+        with quiet():
+            q = quantizer.Quantizer(str(src), rm.get_quantization_recipe())
+            result = q.calibrate(calibration, num_threads=1)
+            q.quantize(result, enable_progress_report=False).export_model(str(dst),
+                                                                          overwrite=True)
+    except Exception as exc:  # noqa: BLE001 - the quantizer raises many types
+        raise BuildError(f"{src}: ai-edge-quantizer full-integer int8 failed: {exc}") from exc
+    strip_tensor_names(dst)
+    return {
+        "policy": "static_wi8_ai8_tensorwise",
+        "description": "ai-edge-quantizer static range: int8 per-tensor weights and int8 "
+                       "activations calibrated on hold-out texts, for every op it supports",
+        "method": "ai_edge_quantizer RecipeManager.add_static_config(activation_num_bits=8, "
+                  "weight_num_bits=8, TENSORWISE) + Quantizer.calibrate",
+        "calibration": {sig: len(rows) for sig, rows in calibration.items()},
     }
 
 
