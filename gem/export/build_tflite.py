@@ -50,6 +50,7 @@ from gem.export.tflite import (
     run_tflite,
     seq_buckets,
     signature_name,
+    strip_tensor_names,
 )
 from gem.manifest import MANIFEST_VERSION
 
@@ -79,6 +80,16 @@ def _convert_once(net: Any, path: Path, buckets: tuple[int, ...]) -> Any:
     _CONVERTED.clear()
     _CONVERTED[key] = (net, path.read_bytes(), info.seconds)
     return info
+
+
+def _stripped_size(path: Path) -> int:
+    """Size of the fp32 file as the fp32 variant ships it (tensor names stripped)."""
+    copy = path.with_name(path.stem + ".stripped.tflite")
+    copy.write_bytes(path.read_bytes())
+    strip_tensor_names(copy)
+    size = copy.stat().st_size
+    copy.unlink()
+    return size
 
 
 def calibration_set(samples: list[Any], buckets: tuple[int, ...], pad_id: int
@@ -183,7 +194,7 @@ def build_tflite_artifact(
             "max_abs_diff": float(np.max(np.abs(int8_hold - fp32_hold))),
             "n": len(holdout_ids),
         }
-        quant["size_vs_fp32"] = final.stat().st_size / info.path.stat().st_size
+        quant["size_vs_fp32"] = final.stat().st_size / _stripped_size(info.path)
     elif variant == "int8_full":
         report("quantize to full-integer int8 (calibrated)", 0, None)
         calibration = calibration_set(trained.train_set, buckets, cfg.pad_id)
@@ -194,9 +205,10 @@ def build_tflite_artifact(
             "max_abs_diff": float(np.max(np.abs(int8_hold - fp32_hold))),
             "n": len(holdout_ids),
         }
-        quant["size_vs_fp32"] = final.stat().st_size / info.path.stat().st_size
+        quant["size_vs_fp32"] = final.stat().st_size / _stripped_size(info.path)
     else:
         info.path.rename(final)
+        strip_tensor_names(final)
         quant = {"policy": "none"}
     for leftover in work.iterdir():
         leftover.unlink()

@@ -108,8 +108,10 @@ def strip_tensor_names(path: Path) -> None:
 
     litert-torch names every tensor after its module path (~130 bytes each,
     ~40 KB per signature for tiny: a tenth of the int8 file), and nothing reads
-    them: signatures map their inputs and outputs by index, and those tensors
-    keep their names. Buffers the quantizer appended after the flatbuffer
+    them at run time: signatures map their inputs and outputs by index, and
+    those tensors keep their names. Only for a FINAL file: ai-edge-quantizer
+    keys its calibration and parameters by tensor name, so it must see the
+    named float file. Buffers the quantizer appended after the flatbuffer
     (offset/size) are moved inline, which repacking needs."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as fb
@@ -222,7 +224,6 @@ def export_tflite(model: Any, path: Path, buckets: tuple[int, ...]) -> TfliteExp
             conv.convert().export(str(path))
     except Exception as exc:  # the converter raises many unrelated types
         raise BuildError(f"litert-torch conversion failed for {model.cfg.name}: {exc}") from exc
-    strip_tensor_names(path)
     return TfliteExport(path, time.perf_counter() - start, tuple(buckets))
 
 
@@ -302,7 +303,17 @@ def make_interpreter(path: Path, threads: int = 1, reference_kernels: bool = Fal
 def run_tflite(interp: Any, input_ids: np.ndarray) -> np.ndarray:
     """Logits float32 [1, num_classes] for one [1, L] input whose L is a bucket."""
     runner = interp.get_signature_runner(signature_name(int(input_ids.shape[1])))
-    return runner(**{INPUT_NAME: np.ascontiguousarray(input_ids, dtype=np.int32)})[OUTPUT_NAME]
+    out = runner(**{INPUT_NAME: np.ascontiguousarray(input_ids, dtype=np.int32)})[OUTPUT_NAME]
+    return dequantized(out, runner.get_output_details()[OUTPUT_NAME])
+
+
+def dequantized(value: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    """Float32 logits from a signature output: a full-integer model's int8 output
+    is ``(q - zero_point) * scale`` (its quantization parameters); float passes."""
+    if value.dtype == np.float32:
+        return value
+    scale, zero = details["quantization"]
+    return ((value.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
 def pad_to_bucket(row: np.ndarray, buckets: tuple[int, ...], pad_id: int,
