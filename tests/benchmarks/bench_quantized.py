@@ -116,6 +116,7 @@ def measure(model: str, fmt: str, texts: list[str], cache_dir: Path | None) -> l
             row["next_byte_agreement"] = round(nxt, 4)
             row["next_byte_goal"] = verdict(nxt >= GOAL_AGREEMENT)
         rows.append(row)
+        print(f"measured {model} {fmt} {variant}: {json.dumps(row)}", file=sys.stderr, flush=True)
     return rows
 
 

@@ -68,6 +68,9 @@ def test_benchmark_model_run_gives_a_summary_record(bm_profile, adb_peer, tflite
     assert verdicts["top1_agreement"]["verdict"] == "inconclusive"
     assert verdicts["peak_rss_mb"]["verdict"] == "pass"  # 21 MB measured by the tool, <= 1800
     assert rec["overall_verdict"] == "inconclusive"
+    from harness.report import summary_lines
+
+    assert any("inconclusive" in line.lower() for line in summary_lines([rec]))
     # what reached the device: the pushed artifact's file, the profile's stopping rule,
     # token ids inside the vocabulary, pinned to the big cores
     args = peer_sandbox_text(adb_peer, "/data/local/tmp/gem-hil/bin/benchmark_model.args")
