@@ -185,20 +185,14 @@ def build_tflite_artifact(
                          f"torch and LiteRT by more than {TORCH_PARITY_ATOL}; the export is wrong")
 
     final = out / MODEL_FILE
-    if variant == "int8":
-        report("quantize to int8 (dynamic range)", 0, None)
-        quant = quantize_dynamic_int8(info.path, final)
-        int8_hold = run_padded(make_interpreter(final), holdout_ids, buckets, cfg.pad_id)
-        quant["vs_fp32_holdout"] = {
-            "top1_agreement": float(np.mean(int8_hold.argmax(-1) == fp32_hold.argmax(-1))),
-            "max_abs_diff": float(np.max(np.abs(int8_hold - fp32_hold))),
-            "n": len(holdout_ids),
-        }
-        quant["size_vs_fp32"] = final.stat().st_size / _stripped_size(info.path)
-    elif variant == "int8_full":
-        report("quantize to full-integer int8 (calibrated)", 0, None)
-        calibration = calibration_set(trained.train_set, buckets, cfg.pad_id)
-        quant = quantize_static_int8(info.path, final, calibration)
+    if variant in ("int8", "int8_full"):
+        if variant == "int8":
+            report("quantize to int8 (dynamic range)", 0, None)
+            quant = quantize_dynamic_int8(info.path, final)
+        else:
+            report("quantize to full-integer int8 (calibrated)", 0, None)
+            quant = quantize_static_int8(info.path, final, calibration_set(
+                trained.train_set, buckets, cfg.pad_id))
         int8_hold = run_padded(make_interpreter(final), holdout_ids, buckets, cfg.pad_id)
         quant["vs_fp32_holdout"] = {
             "top1_agreement": float(np.mean(int8_hold.argmax(-1) == fp32_hold.argmax(-1))),

@@ -236,18 +236,12 @@ def quantize_dynamic_int8(src: Path, dst: Path) -> dict[str, Any]:
     channels of 8 inputs each in tiny) they outweighed the int8 weights
     themselves (measured: 0.79x fp32 per channel, 0.40x per tensor, two buckets).
     Per tensor is also what the ONNX int8 variant uses (gem/quantization.py)."""
-    from ai_edge_quantizer import qtyping, quantizer, recipe_manager
+    from ai_edge_quantizer import qtyping, recipe_manager
 
     rm = recipe_manager.RecipeManager()
     rm.add_dynamic_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                           num_bits=8, granularity=qtyping.QuantGranularity.TENSORWISE)
-    try:
-        with quiet():
-            q = quantizer.Quantizer(str(src), rm.get_quantization_recipe())
-            q.quantize(enable_progress_report=False).export_model(str(dst), overwrite=True)
-    except Exception as exc:  # noqa: BLE001 - the quantizer raises many types
-        raise BuildError(f"{src}: ai-edge-quantizer dynamic int8 failed: {exc}") from exc
-    strip_tensor_names(dst)
+    _quantize(src, dst, rm, None, "dynamic int8")
     return {
         "policy": "dynamic_wi8_afp32_tensorwise",
         "description": "ai-edge-quantizer dynamic range: int8 per-tensor weights of every "
@@ -262,32 +256,41 @@ def quantize_static_int8(src: Path, dst: Path,
                          calibration: dict[str, list[dict[str, np.ndarray]]]) -> dict[str, Any]:
     """ai-edge-quantizer's full-integer int8 (static range): int8 weights per tensor
     and int8 activations whose ranges come from ``calibration`` (per signature,
-    a list of ``{input_name: int32 [1, L]}``: real hold-out texts padded to the
+    a list of ``{input_name: int32 [1, L]}``: real training texts padded to the
     bucket). Where the quantizer has no int8 kernel for an op it leaves it float
     (the precision summary counts what happened)."""
-    from ai_edge_quantizer import qtyping, quantizer, recipe_manager
+    from ai_edge_quantizer import qtyping, recipe_manager
 
     rm = recipe_manager.RecipeManager()
     rm.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                          activation_num_bits=8, weight_num_bits=8,
                          weight_granularity=qtyping.QuantGranularity.TENSORWISE)
-    try:
-        with quiet():
-            q = quantizer.Quantizer(str(src), rm.get_quantization_recipe())
-            result = q.calibrate(calibration, num_threads=1)
-            q.quantize(result, enable_progress_report=False).export_model(str(dst),
-                                                                          overwrite=True)
-    except Exception as exc:  # noqa: BLE001 - the quantizer raises many types
-        raise BuildError(f"{src}: ai-edge-quantizer full-integer int8 failed: {exc}") from exc
-    strip_tensor_names(dst)
+    _quantize(src, dst, rm, calibration, "full-integer int8")
     return {
         "policy": "static_wi8_ai8_tensorwise",
         "description": "ai-edge-quantizer static range: int8 per-tensor weights and int8 "
-                       "activations calibrated on hold-out texts, for every op it supports",
+                       "activations calibrated on training texts, for every op it supports",
         "method": "ai_edge_quantizer RecipeManager.add_static_config(activation_num_bits=8, "
                   "weight_num_bits=8, TENSORWISE) + Quantizer.calibrate",
         "calibration": {sig: len(rows) for sig, rows in calibration.items()},
     }
+
+
+def _quantize(src: Path, dst: Path, rm: Any, calibration: dict[str, Any] | None,
+              what: str) -> None:
+    """Run ai-edge-quantizer with recipe manager ``rm`` (calibrating first when
+    given data), write ``dst`` and strip its tensor names."""
+    from ai_edge_quantizer import quantizer
+
+    try:
+        with quiet():
+            q = quantizer.Quantizer(str(src), rm.get_quantization_recipe())
+            result = q.calibrate(calibration, num_threads=1) if calibration else None
+            q.quantize(result, enable_progress_report=False).export_model(str(dst),
+                                                                          overwrite=True)
+    except Exception as exc:  # noqa: BLE001 - the quantizer raises many types
+        raise BuildError(f"{src}: ai-edge-quantizer {what} failed: {exc}") from exc
+    strip_tensor_names(dst)
 
 
 def make_interpreter(path: Path, threads: int = 1, reference_kernels: bool = False) -> Any:
