@@ -188,6 +188,14 @@ class SparseCrossAttentionRouter(nn.Module):
         return weight.index_select(0, flat)
 
     @staticmethod
+    def select_scores(z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The selected experts' logits ``[B, T, k]`` of ``z [B, T, E]`` (a gather).
+        A seam: with static shapes LiteRT folds the gather's index grid into
+        per-signature constants that grow with the bucket; gem/export/tflite.py
+        selects with a one-hot matmul instead."""
+        return z.gather(2, idx.unsqueeze(1).expand(-1, z.shape[1], -1))
+
+    @staticmethod
     def scatter_tokens(x: torch.Tensor, sel_t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Rows ``y [B, C, d]`` added at token positions ``sel_t [B, C]`` of a zero
         ``[B, T, d]``. A seam for export backends: a runtime without this scatter
@@ -213,7 +221,7 @@ class SparseCrossAttentionRouter(nn.Module):
         summed = (z * routing.unsqueeze(-1)).sum(1)  # [B, E]
         route_sum = summed if route_sum is None else route_sum + summed
         _, idx = route_sum.topk(k, dim=-1)  # [B, k] experts of this sequence
-        attn = torch.softmax(z.gather(2, idx.unsqueeze(1).expand(-1, t, -1)), dim=-1)  # [B,T,k]
+        attn = torch.softmax(self.select_scores(z, idx), dim=-1)  # [B,T,k]
         a = attn * weight.unsqueeze(-1)  # [B, T, k]
         flat = idx.reshape(-1)  # index_select keeps the parameter as a named Gather input
         w_up = self.take_experts(self.w_up, flat).reshape(b, k, d, -1)  # [B, k, d, h]
@@ -361,11 +369,14 @@ class GemModel(nn.Module):
                 f"sequence of {past + t} tokens exceeds max_len_tokens={self.cfg.max_len_tokens}"
             )
         not_pad = (input_ids != self.cfg.pad_id).to(torch.float32)  # [B, T]
-        x = self.tok_emb(input_ids) + self.pos_emb[past : past + t]
-        pos = torch.arange(t, dtype=torch.int64) + past  # [T] positions of the new tokens
+        pos = self.positions(input_ids, past)  # [T] positions of the new tokens
+        # rows of the position table looked up (an ONNX Gather / LiteRT embedding
+        # lookup of the one table, which int8 variants store int8)
+        x = self.tok_emb(input_ids) + F.embedding(pos, self.pos_emb)
         # causal mask [T, P + T] computed in the graph: a prebuilt 1025 x 1025
         # buffer would be a 1 MB constant in every exported graph
-        causal = torch.arange(past + t, dtype=torch.int64).unsqueeze(0) <= pos.unsqueeze(1)
+        keys = pos if cache is None else torch.arange(past + t, dtype=pos.dtype)
+        causal = keys.unsqueeze(0) <= pos.unsqueeze(1)
         prefix = (pos < self.cfg.route_tokens).to(torch.float32)
         routing = not_pad * prefix
         eligible = not_pad * (1.0 - prefix)
@@ -378,6 +389,17 @@ class GemModel(nn.Module):
             new_cache.append(c)
             per_layer.append(stats)
         return self.ln_final(x), not_pad, new_cache, per_layer
+
+    @staticmethod
+    def positions(input_ids: torch.Tensor, past: int) -> torch.Tensor:
+        """Positions ``past .. past + T - 1`` of the new tokens, ``[T]`` int64.
+
+        A seam like SCAR's: a static-shape export (LiteRT, one signature per
+        sequence bucket) would fold these and everything derived from them --
+        the causal mask, the position rows -- into constants of every
+        signature (1 MB of mask alone for the 1024 bucket), so
+        gem/export/tflite.py swaps in a version computed from the input."""
+        return torch.arange(input_ids.shape[1], dtype=torch.int64) + past
 
     def forward(
         self, input_ids: torch.Tensor, return_stats: bool = False

@@ -80,7 +80,19 @@ HYBRID_V1 = QuantPolicy(
     description="int8 experts, attention and FFN projections; fp32 router, "
     "embeddings, norms and classifier",
 )
-POLICIES: dict[str, QuantPolicy] = {HYBRID_V1.name: HYBRID_V1}
+HYBRID_V2 = QuantPolicy(
+    name="hybrid-v2",
+    int8_groups=frozenset({"expert", "attention", "ffn", "lm_head", "embedding"}),
+    description="int8 experts, attention, FFN and LM head MatMuls; int8 weight-only token "
+    "and position embeddings (dequantized after the lookup); fp32 router, norms and "
+    "classifier",
+)
+POLICIES: dict[str, QuantPolicy] = {p.name: p for p in (HYBRID_V1, HYBRID_V2)}
+
+#: Lookup ops whose table may be stored int8 and dequantized after the lookup:
+#: a Gather of rows (token embedding) and a Slice of rows (position embedding)
+#: only move values, so with one scale per tensor DequantizeLinear commutes with them.
+_LOOKUPS = ("Gather", "Slice")
 
 
 @dataclass
@@ -220,6 +232,63 @@ def quantize_gathered_matmuls(model: Any, rows: list[dict[str, str]]) -> None:
     model.graph.value_info.extend(keep)
 
 
+def quantize_lookup_tables(model: Any, groups: frozenset[str]) -> list[str]:
+    """Store every embedding table of ``groups`` int8 (in place), weight-only.
+
+    The tables are read by a Gather (token ids) or a Slice (positions), not by a
+    MatMul, so neither quantize_dynamic nor the gathered-MatMul rewrite touches
+    them -- and the position table alone is a fifth of tiny's weights. Stored
+    symmetric per tensor (``scale = max|W| / 127``, zero point 0), the lookup
+    moves int8 rows and a ``DequantizeLinear`` after it turns only the rows
+    looked up back into float (dequantizing the whole 1025-row table on every
+    decode step would cost more than the step). Returns the tables quantized.
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    done: list[str] = []
+    new_nodes = []
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for x in node.input:
+            consumers.setdefault(x, []).append(node)
+    targets = []
+    for name in inits:
+        users = consumers.get(name, [])
+        if _group_or_none(name) == "embedding" and "embedding" in groups and users and all(
+                u.op_type in _LOOKUPS and u.input[0] == name for u in users):
+            targets.append(name)
+    for name in targets:
+        w = numpy_helper.to_array(inits[name]).astype(np.float32)
+        scale = float(np.max(np.abs(w))) / 127.0 or 1.0
+        q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+        model.graph.initializer.remove(inits[name])
+        model.graph.initializer.extend([
+            numpy_helper.from_array(q, f"{name}_quantized"),
+            numpy_helper.from_array(np.asarray(scale, dtype=np.float32), f"{name}_scale"),
+            numpy_helper.from_array(np.asarray(0, dtype=np.int8), f"{name}_zero_point"),
+        ])
+        done.append(name)
+    retyped: set[str] = set()
+    for node in model.graph.node:
+        new_nodes.append(node)
+        if node.op_type in _LOOKUPS and node.input and node.input[0] in done:
+            name, out = node.input[0], node.output[0]
+            node.input[0] = f"{name}_quantized"
+            node.output[0] = f"{out}_int8"
+            retyped.add(out)
+            new_nodes.append(helper.make_node(
+                "DequantizeLinear", [f"{out}_int8", f"{name}_scale", f"{name}_zero_point"],
+                [out], name=f"{node.name}_dequantize"))
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    keep = [vi for vi in model.graph.value_info if vi.name not in retyped]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(keep)
+    return sorted(done)
+
+
 class _DropQuantizerNoise(logging.Filter):
     """quantize_dynamic logs an advice ("consider pre-processing") on the root
     logger on every call; it is not actionable for our graphs."""
@@ -267,9 +336,12 @@ def quantize_onnx(
             weight_type=QuantType.QInt8,
             use_external_data_format=external_data,
         )
-    if any(r["kind"] == "gathered" and r["decision"] == "int8" for r in plan.rows):
+    lookups: list[str] = []
+    if any(r["kind"] == "gathered" and r["decision"] == "int8" for r in plan.rows) or \
+            "embedding" in policy.int8_groups:
         qmodel = onnx.load(str(dst), load_external_data=True)
         quantize_gathered_matmuls(qmodel, plan.rows)
+        lookups = quantize_lookup_tables(qmodel, policy.int8_groups)
         data = dst.with_name(dst.name + ".data")
         if data.exists():
             data.unlink()
@@ -293,6 +365,15 @@ def quantize_onnx(
             f"{dst}: policy {policy.name} marks {len(missing)} weights int8 but they were not "
             f"quantized: {', '.join(missing[:5])}; check gem.quantization.plan_matmuls"
         )
+    wanted_tables = {n for n in (i.name for i in model.graph.initializer)
+                     if _group_or_none(n) == "embedding"} if "embedding" in policy.int8_groups \
+        else set()
+    if sorted(wanted_tables) != lookups:
+        raise BuildError(
+            f"{dst}: policy {policy.name} marks the embedding tables int8 but "
+            f"{sorted(wanted_tables - set(lookups)) or lookups} were not stored int8 (a "
+            "table read by something other than a Gather/Slice?); check "
+            "gem.quantization.quantize_lookup_tables")
     groups: dict[str, dict[str, int]] = {}
     for r in plan.rows:
         g = groups.setdefault(r["group"], {"int8": 0, "fp32": 0})
@@ -305,7 +386,15 @@ def quantize_onnx(
         "matmul_fp32": summary["matmul_fp32"],
         "by_group": groups,
         "int8_groups": sorted(policy.int8_groups),
+        "int8_weight_only": lookups,
     }
+
+
+def _group_or_none(name: str) -> str | None:
+    try:
+        return quant_group(name)
+    except KeyError:
+        return None
 
 
 def summarize_quantized(model: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 from harness import __version__, interrupts
 from harness.artifacts import LocalArtifact
 from harness.budgets import (
+    Measurement,
     benchmark_scope,
     evaluate,
     not_applicable,
@@ -36,6 +37,7 @@ from harness.record import SCHEMA_VERSION, harness_git_state, write_record
 from harness.resources import agent_source
 from harness.runtimes import runtime_agent_args
 from harness.sensors.session import SensorSession
+from harness.summary_record import explain_inconclusive, is_summary_only, summary_fields
 from harness.transports import Transport
 from harness.validity import ValidityBounds, assess_agent_run
 
@@ -181,12 +183,15 @@ class DeviceSession:
             self._run_platform_tool(artifact, settings, run)
             return
         t0 = time.perf_counter()
-        self._stage(run, "pushing the agent")
-        agent_remote = self.ensure_agent()
-        if not self._stale_checked:
-            self._stage(run, "looking for a stale agent")
-            self._end_stale_agent(agent_remote, run)
-            self._stale_checked = True
+        external = self.platform.external_runner()  # e.g. Android's benchmark_model
+        agent_remote = ""
+        if external is None:
+            self._stage(run, "pushing the agent")
+            agent_remote = self.ensure_agent()
+            if not self._stale_checked:
+                self._stage(run, "looking for a stale agent")
+                self._end_stale_agent(agent_remote, run)
+                self._stale_checked = True
         self._stage(run, "pushing the artifact")
         remote_dir, run.push_skipped = self.push_artifact(artifact)
         eval_remote = self._push_eval_set(artifact, run) if run.benchmark == "eval" else None
@@ -200,6 +205,16 @@ class DeviceSession:
         paths = run.sensors.before_run()
         # cooldown and the idle-power baseline wait on purpose: not harness overhead
         run.sensor_wait_s = sensor_wait_s(run.sensors, time.perf_counter() - t1)
+        if external is not None:
+            self._stage(run, f"running {external}", f"timed window {settings.min_duration_s:g}-"
+                        f"{settings.max_duration_s:g} s")
+            t2 = time.perf_counter()
+            run.agent_out = self.platform.run_external(self.transport, artifact.manifest,
+                                                       remote_dir, settings)
+            run.agent_wall_s = run.agent_out.pop("wall_s", time.perf_counter() - t2)
+            self._stage(run, "reading the device's sensors")
+            run.sensor_fields = run.sensors.after_run(run.agent_out)
+            return
         args = agent_args(remote_dir, settings) + runtime_agent_args(self.profile)
         if self.profile.emulated:  # generation timing is recorded, not gated: keep it short
             args += ["--gen-runs", "6", "--prefill-runs", "20"]
@@ -404,6 +419,8 @@ class DeviceSession:
             record.update(failed_run_fields("the run failed"),
                           error=error_fields(run.interrupted or run.failure))
             return record
+        if is_summary_only(out):  # a runner without raw samples (benchmark_model)
+            return self._complete_summary_record(record, artifact, run, out)
         throttled = (record["thermal"] or {}).get("throttled")
         from harness.stats import replay_stopping, summarize  # numpy: warmed up meanwhile
 
@@ -470,6 +487,25 @@ class DeviceSession:
         if run.interrupted is not None:  # measured in full, then stopped: keep both facts
             record["error"] = error_fields(run.interrupted)
             record["overall_verdict"] = "error"
+        return record
+
+    def _complete_summary_record(self, record: dict[str, Any], artifact: LocalArtifact,
+                                 run: _RunState, out: dict[str, Any]) -> dict[str, Any]:
+        """A summary-only run's record (harness/summary_record.py): what the runner
+        measured, budgets needing raw samples or reference inputs inconclusive."""
+        runner = str(out.get("runner") or "external runner")
+        record["environment"]["runner"] = runner
+        record.update(summary_fields(out, runner))
+        measurements = record_measurements(record)
+        mean = record["latency_summary_ms"]["mean_ms"]
+        measurements["latency_mean_ms"] = Measurement(mean, None, None)  # no interval known
+        verdicts = evaluate(run.budgets, measurements, run.budget_sources,
+                            emulated=self.profile.emulated,
+                            emulator_budgets=self.profile.budgets.get("emulator"),
+                            inapplicable=not_applicable(artifact.manifest.get("format")))
+        record["verdicts"] = explain_inconclusive([v.as_dict() for v in verdicts], runner)
+        verdict = overall(record["verdicts"])
+        record["overall_verdict"] = "inconclusive" if verdict == "pass" else verdict
         return record
 
 

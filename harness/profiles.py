@@ -39,9 +39,10 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
                dict: "a table", list: "a list"}
 
 #: the artifact variants a GEM build offers ([run] variant, --gem-variant), over
-#: every format: the precisions, then the compressed ones (gem/compress/spec.py;
-#: docs/compression.md); which of them a format has: gem.export.FORMATS (checked at load)
-VARIANTS = ("fp32", "fp16", "int8", *COMPRESSED_VARIANTS)
+#: every format: the precisions (int8_full: LiteRT full-integer int8, calibrated),
+#: then the compressed ones (gem/compress/spec.py; docs/compression.md); which of
+#: them a format has: gem.export.FORMATS (checked at load)
+VARIANTS = ("fp32", "fp16", "int8", "int8_full", *COMPRESSED_VARIANTS)
 
 #: tables every profile may carry besides the registered ones
 _FREE_TABLES = ("hardware", "budgets")

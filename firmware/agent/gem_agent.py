@@ -708,6 +708,16 @@ class OnnxRuntimeAdapter:
         return call
 
 
+def _float_output(value, runner, name: str):
+    """A full-integer (int8_full) model's int8 output as float32, (q - zero) * scale,
+    so it compares with the float reference outputs; a float output passes."""
+    np = _numpy()
+    if value.dtype == np.float32:
+        return value
+    scale, zero = runner.get_output_details()[name]["quantization"]
+    return ((value.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
 def placement_record(accelerator, delegate, partitions, ops_total, ops_accelerator,
                      fallback, note) -> dict:
     """Where the work ran, the same keys for every runtime. ``fallback`` lists the
@@ -854,8 +864,9 @@ class LiteRTAdapter:
             n = int(_numpy().prod(self.cm.get_output_tensor_details(
                 f"seq_{feeds.bucket}")[self.output_names[0]]["shape"]))
             return [outputs[0].read(n, _numpy().float32).reshape(1, -1)]
-        result = self._runners[f"seq_{feeds.bucket}"](**feeds)
-        return [result[name] for name in self.output_names]
+        runner = self._runners[f"seq_{feeds.bucket}"]
+        result = runner(**feeds)
+        return [_float_output(result[name], runner, name) for name in self.output_names]
 
     def describe(self) -> dict:
         info = {"api": self.api, "package": self.package, "seq_buckets": self.buckets}

@@ -16,7 +16,8 @@ from gem.compress.spec import COMPRESSED_VARIANTS
 #: compressed ones, gem/compress, are fp32 files of a pruned / GPTQ model;
 #: Core ML and rknn have none yet: their builds convert the trained model itself).
 FORMATS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int8", *COMPRESSED_VARIANTS),
-                                       "tflite": ("fp32", "int8", *COMPRESSED_VARIANTS),
+                                       "tflite": ("fp32", "int8", "int8_full",
+                                                  *COMPRESSED_VARIANTS),
                                        "coreml": ("fp16", "int8"),
                                        "rknn": ("fp16", "int8")}
 

@@ -39,10 +39,12 @@ from gem.export import BuildProgress
 from gem.export.common import model_fields, train_fields, train_model
 from gem.export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx, make_session, run_session
 from gem.manifest import MANIFEST_VERSION
-from gem.quantization import HYBRID_V1, quantize_onnx, summarize_quantized
+from gem.quantization import HYBRID_V2, quantize_onnx, summarize_quantized
 from gem.tokenizer import BOS_ID, EOS_ID, encode_batch
 
 TORCH_PARITY_ATOL = 1e-4  # fp32 ONNX vs torch, checked at build time
+#: the int8 variant's policy, for model.onnx and the generation graphs alike
+INT8_POLICY = HYBRID_V2
 ATOL_FLOOR = {"fp32": 1e-4, "int8": 1e-2}
 REF_FILE = "reference.json"
 GEN_FILE = "generation.json"
@@ -235,7 +237,8 @@ def build_onnx_artifact(
     quant: dict[str, Any]
     if precision == "int8":
         report("quantize to int8", 0, None)
-        quant = quantize_onnx(fp32_path, out / "model.onnx", HYBRID_V1, external_data=external_data)
+        quant = quantize_onnx(fp32_path, out / "model.onnx", INT8_POLICY,
+                              external_data=external_data)
         int8_sess = make_session(out / "model.onnx")
         int8_hold = run_session(int8_sess, holdout_ids)
         quant["vs_fp32_holdout"] = {
@@ -251,7 +254,7 @@ def build_onnx_artifact(
     shutil.rmtree(work)
 
     report("export prefill + decode graphs", 0, None)
-    generation = _export_generation(net, out, holdout)
+    generation = _export_generation(net, out, holdout, variant, check_rows)
 
     final = out / "model.onnx"
     report("reference outputs", 0, None)
@@ -334,10 +337,15 @@ def build_onnx_artifact(
     return manifest
 
 
-def _export_generation(net: Any, out: Path, holdout: list[Sample]) -> dict[str, Any]:
+def _export_generation(net: Any, out: Path, holdout: list[Sample], variant: str = "fp32",
+                       check_rows: list[Sample] | None = None) -> dict[str, Any]:
     """prefill.onnx + decode.onnx + generation.json (reference prompts and the
-    tokens torch's greedy decoding produces); BuildError when onnxruntime's
-    greedy decoding of the exported graphs gives other tokens."""
+    tokens the shipped graphs' greedy decoding produces); BuildError when
+    onnxruntime's greedy decoding of the fp32 graphs gives other tokens than
+    torch's. The int8 variant then quantizes both graphs with INT8_POLICY; its
+    expected tokens are the int8 graphs' own (the device checks its runtime
+    against the host's, like reference.json), and how far int8 moved from fp32
+    is recorded: greedy tokens vs torch, next-token top-1 vs the fp32 prefill."""
     from gem.export.generation import (
         DECODE_INPUTS,
         OUTPUTS,
@@ -361,14 +369,17 @@ def _export_generation(net: Any, out: Path, holdout: list[Sample]) -> dict[str, 
                 f"{want} for a {d} prompt; the generation export is wrong"
             )
         prompts.append({"domain": d, "input_ids": ids, "expected_tokens": want})
+    precision: dict[str, Any] = {"precision": "fp32"}
+    if variant == "int8":
+        precision = _quantize_generation(files, pre, prompts, check_rows or holdout[:128])
     (out / GEN_FILE).write_text(json.dumps({"new_tokens": GEN_NEW_TOKENS, "prompts": prompts}))
     cfg = net.cfg
     return {
+        **precision,
         "prefill": files[0].name,
         "decode": files[1].name,
         "reference_file": GEN_FILE,
         "tokens": "bytes",
-        "precision": "fp32",
         "prefill_inputs": list(PREFILL_INPUTS),
         "decode_inputs": list(DECODE_INPUTS),
         "outputs": list(OUTPUTS),
@@ -383,3 +394,39 @@ def _export_generation(net: Any, out: Path, holdout: list[Sample]) -> dict[str, 
         "parity": "greedy tokens equal torch's on every reference prompt (checked at build)",
         "export_seconds": round(seconds, 3),
     }
+
+
+def _quantize_generation(files: list[Path], fp32_prefill: Any, prompts: list[dict[str, Any]],
+                         rows: list[Sample]) -> dict[str, Any]:
+    """Quantize prefill/decode in place (INT8_POLICY); the prompts' expected tokens
+    become the int8 graphs' greedy tokens; returns the manifest's precision facts."""
+    from gem.export.generation import greedy_onnx, last_token_logits
+
+    with_fp32 = [p["input_ids"] for p in prompts]
+    fp32_next = [last_token_logits(fp32_prefill, ids) for ids in _prefixes(rows)]
+    quant: dict[str, Any] = {}
+    for f in files:
+        tmp = f.with_name(f.stem + ".int8.onnx")
+        quant[f.name] = quantize_onnx(f, tmp, INT8_POLICY)
+        tmp.replace(f)
+    pre, dec = make_session(files[0]), make_session(files[1])
+    same = total = 0
+    for p, ids in zip(prompts, with_fp32, strict=True):
+        got = greedy_onnx(pre, dec, ids, GEN_NEW_TOKENS)
+        same += sum(a == b for a, b in zip(got, p["expected_tokens"], strict=True))
+        total += len(got)
+        p["torch_fp32_tokens"] = p["expected_tokens"]
+        p["expected_tokens"] = got
+    int8_next = [last_token_logits(pre, ids) for ids in _prefixes(rows)]
+    agree = float(np.mean([np.argmax(a) == np.argmax(b)
+                           for a, b in zip(fp32_next, int8_next, strict=True)]))
+    return {"precision": "int8", "quantization": {
+        name: {k: q[k] for k in ("policy", "matmul_int8", "matmul_fp32", "int8_weight_only")}
+        for name, q in quant.items()},
+        "vs_fp32": {"greedy_token_agreement_with_torch": same / total,
+                    "next_token_top1_agreement": agree, "n": len(int8_next)}}
+
+
+def _prefixes(rows: list[Sample]) -> list[list[int]]:
+    """One prompt per row: <bos> + the text's bytes (at most 256), for next-token checks."""
+    return [[BOS_ID, *s.text.encode("utf-8")][:256] for s in rows]

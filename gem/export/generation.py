@@ -111,3 +111,8 @@ def greedy_onnx(prefill: Any, decode: Any, prompt: list[int], new_tokens: int) -
              "past_route_sum": r},
         )
     return out
+
+
+def last_token_logits(prefill: Any, prompt: list[int]) -> np.ndarray:
+    """The prefill graph's next-token logits ``[vocab]`` for one prompt."""
+    return prefill.run(["logits"], {"input_ids": np.asarray([prompt], np.int64)})[0][0]

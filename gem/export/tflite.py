@@ -94,14 +94,67 @@ def _onehot_take(weight: Any, flat: Any) -> Any:
     return torch.matmul(onehot, weight.reshape(n_exp, -1)).reshape(-1, *weight.shape[1:])
 
 
+def _onehot_select(z: Any, idx: Any) -> Any:
+    """``z.gather(2, idx)`` over the expert axis as ``z [B, T, E] @ onehot [B, E, k]``:
+    no index grid constant per signature. Exact: each column picks one expert."""
+    import torch
+
+    onehot = (idx.unsqueeze(1) == torch.arange(z.shape[-1], dtype=idx.dtype).view(1, -1, 1))
+    return torch.matmul(z, onehot.to(z.dtype))
+
+
+def strip_tensor_names(path: Path) -> None:
+    """Rewrite the .tflite without the tensor names no signature exposes (in place).
+
+    litert-torch names every tensor after its module path (~130 bytes each,
+    ~40 KB per signature for tiny: a tenth of the int8 file), and nothing reads
+    them at run time: signatures map their inputs and outputs by index, and
+    those tensors keep their names. Only for a FINAL file: ai-edge-quantizer
+    keys its calibration and parameters by tensor name, so it must see the
+    named float file. Buffers the quantizer appended after the flatbuffer
+    (offset/size) are moved inline, which repacking needs."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    raw = path.read_bytes()
+    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(raw, 0))
+    for buf in model.buffers:
+        if (buf.offset or 0) > 1:
+            buf.data = np.frombuffer(raw[buf.offset: buf.offset + buf.size], dtype=np.uint8)
+            buf.offset = buf.size = 0
+    keep = {(sd.subgraphIndex, t.tensorIndex) for sd in model.signatureDefs or []
+            for t in [*(sd.inputs or []), *(sd.outputs or [])]}
+    for si, sg in enumerate(model.subgraphs):
+        for ti, tensor in enumerate(sg.tensors):
+            if (si, ti) not in keep:
+                tensor.name = b""
+    builder = flatbuffers.Builder(len(raw))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+
+
+def _runtime_positions(input_ids: Any, past: int) -> Any:
+    """Positions 0..T-1 computed from the input at run time (a cumulative sum over
+    ``input_ids >= 0``, always true for token ids), so the converter cannot fold
+    them: each signature then computes its causal mask and looks its position
+    rows up in the one shared table instead of storing both as constants."""
+    import torch
+
+    ones = (input_ids[0] >= 0).to(torch.int32)
+    return torch.cumsum(ones, 0) - 1 + past
+
+
 def litert_friendly(model: Any) -> Any:
-    """A copy of ``model`` with the scatter LiteRT cannot run swapped out."""
+    """A copy of ``model`` with the scatter LiteRT cannot run swapped out, and
+    positions computed at run time."""
     net = copy.deepcopy(model).eval()
+    net.positions = _runtime_positions
     swapped = 0
     for module in net.modules():
         if type(module).__name__ == "SparseCrossAttentionRouter":
             module.scatter_tokens = _onehot_scatter
             module.take_experts = _onehot_take
+            module.select_scores = _onehot_select
             swapped += 1
     if not swapped:
         raise BuildError("no SparseCrossAttentionRouter found to rewrite for LiteRT")
@@ -183,17 +236,12 @@ def quantize_dynamic_int8(src: Path, dst: Path) -> dict[str, Any]:
     channels of 8 inputs each in tiny) they outweighed the int8 weights
     themselves (measured: 0.79x fp32 per channel, 0.40x per tensor, two buckets).
     Per tensor is also what the ONNX int8 variant uses (gem/quantization.py)."""
-    from ai_edge_quantizer import qtyping, quantizer, recipe_manager
+    from ai_edge_quantizer import qtyping, recipe_manager
 
     rm = recipe_manager.RecipeManager()
     rm.add_dynamic_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                           num_bits=8, granularity=qtyping.QuantGranularity.TENSORWISE)
-    try:
-        with quiet():
-            q = quantizer.Quantizer(str(src), rm.get_quantization_recipe())
-            q.quantize(enable_progress_report=False).export_model(str(dst), overwrite=True)
-    except Exception as exc:  # noqa: BLE001 - the quantizer raises many types
-        raise BuildError(f"{src}: ai-edge-quantizer dynamic int8 failed: {exc}") from exc
+    _quantize(src, dst, rm, None, "dynamic int8")
     return {
         "policy": "dynamic_wi8_afp32_tensorwise",
         "description": "ai-edge-quantizer dynamic range: int8 per-tensor weights of every "
@@ -202,6 +250,47 @@ def quantize_dynamic_int8(src: Path, dst: Path) -> dict[str, Any]:
         "method": "ai_edge_quantizer RecipeManager.add_dynamic_config(num_bits=8, "
                   "granularity=TENSORWISE)",
     }
+
+
+def quantize_static_int8(src: Path, dst: Path,
+                         calibration: dict[str, list[dict[str, np.ndarray]]]) -> dict[str, Any]:
+    """ai-edge-quantizer's full-integer int8 (static range): int8 weights per tensor
+    and int8 activations whose ranges come from ``calibration`` (per signature,
+    a list of ``{input_name: int32 [1, L]}``: real training texts padded to the
+    bucket). Where the quantizer has no int8 kernel for an op it leaves it float
+    (the precision summary counts what happened)."""
+    from ai_edge_quantizer import qtyping, recipe_manager
+
+    rm = recipe_manager.RecipeManager()
+    rm.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                         activation_num_bits=8, weight_num_bits=8,
+                         weight_granularity=qtyping.QuantGranularity.TENSORWISE)
+    _quantize(src, dst, rm, calibration, "full-integer int8")
+    return {
+        "policy": "static_wi8_ai8_tensorwise",
+        "description": "ai-edge-quantizer static range: int8 per-tensor weights and int8 "
+                       "activations calibrated on training texts, for every op it supports",
+        "method": "ai_edge_quantizer RecipeManager.add_static_config(activation_num_bits=8, "
+                  "weight_num_bits=8, TENSORWISE) + Quantizer.calibrate",
+        "calibration": {sig: len(rows) for sig, rows in calibration.items()},
+    }
+
+
+def _quantize(src: Path, dst: Path, rm: Any, calibration: dict[str, Any] | None,
+              what: str) -> None:
+    """Run ai-edge-quantizer with recipe manager ``rm`` (calibrating first when
+    given data), write ``dst`` and strip its tensor names."""
+    from ai_edge_quantizer import quantizer
+
+    try:
+        with quiet():
+            q = quantizer.Quantizer(str(src), rm.get_quantization_recipe())
+            result = q.calibrate(calibration, num_threads=1) if calibration else None
+            q.quantize(result, enable_progress_report=False).export_model(str(dst),
+                                                                          overwrite=True)
+    except Exception as exc:  # noqa: BLE001 - the quantizer raises many types
+        raise BuildError(f"{src}: ai-edge-quantizer {what} failed: {exc}") from exc
+    strip_tensor_names(dst)
 
 
 def make_interpreter(path: Path, threads: int = 1, reference_kernels: bool = False) -> Any:
@@ -217,7 +306,17 @@ def make_interpreter(path: Path, threads: int = 1, reference_kernels: bool = Fal
 def run_tflite(interp: Any, input_ids: np.ndarray) -> np.ndarray:
     """Logits float32 [1, num_classes] for one [1, L] input whose L is a bucket."""
     runner = interp.get_signature_runner(signature_name(int(input_ids.shape[1])))
-    return runner(**{INPUT_NAME: np.ascontiguousarray(input_ids, dtype=np.int32)})[OUTPUT_NAME]
+    out = runner(**{INPUT_NAME: np.ascontiguousarray(input_ids, dtype=np.int32)})[OUTPUT_NAME]
+    return dequantized(out, runner.get_output_details()[OUTPUT_NAME])
+
+
+def dequantized(value: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    """Float32 logits from a signature output: a full-integer model's int8 output
+    is ``(q - zero_point) * scale`` (its quantization parameters); float passes."""
+    if value.dtype == np.float32:
+        return value
+    scale, zero = details["quantization"]
+    return ((value.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
 def pad_to_bucket(row: np.ndarray, buckets: tuple[int, ...], pad_id: int,

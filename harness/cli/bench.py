@@ -99,12 +99,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for line in summary_lines([rec]):
             print(line)
         lat = rec["latency_ms"]
-        lo, hi = (_ms(v) for v in lat["p95_ci_ms"])
-        print(f"\n{lat['count']} samples ({lat['effective_sample_size']:.0f} effective, "
-              f"autocorrelation inflation {lat['variance_inflation']:.2f}), p50 "
-              f"{lat['p50_ms']:.3f} ms, p95 {lat['p95_ms']:.3f} ms (95% CI {lo}-{hi}), "
-              f"peak RSS {_mb(rec['memory']['peak_rss_mb'])}, "
-              f"harness overhead {rec['harness']['overhead_ms']:.0f} ms")
+        summary = rec.get("latency_summary_ms")
+        if lat is None and summary:  # a runner without raw samples (benchmark_model)
+            print(f"\n{summary['count']} runs by {summary['source']} (its summary only, no "
+                  f"samples): mean {summary['mean_ms']:.3f} ms, std {summary['std_ms']:.3f}, "
+                  f"min {summary['min_ms']:.3f}, max {summary['max_ms']:.3f} ms, "
+                  f"peak memory {_mb(rec['memory']['peak_rss_mb'])}")
+        else:
+            lo, hi = (_ms(v) for v in lat["p95_ci_ms"])
+            print(f"\n{lat['count']} samples ({lat['effective_sample_size']:.0f} effective, "
+                  f"autocorrelation inflation {lat['variance_inflation']:.2f}), p50 "
+                  f"{lat['p50_ms']:.3f} ms, p95 {lat['p95_ms']:.3f} ms (95% CI {lo}-{hi}), "
+                  f"peak RSS {_mb(rec['memory']['peak_rss_mb'])}, "
+                  f"harness overhead {rec['harness']['overhead_ms']:.0f} ms")
         if rec.get("ab"):
             c = rec["ab"]["comparison"]
             b = rec["ab"]["baseline_artifact"]

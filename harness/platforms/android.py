@@ -22,11 +22,22 @@ classes below register them, and the profile loader checks them):
                  android_battery_unplug
   [sensors]      android_interval_s, android_meminfo_every,
                  android_battery_current_sign (+1/-1)
+  [run]          android_runner ("agent" | "benchmark_model"),
+                 android_benchmark_model (host path of LiteRT's benchmark_model)
+
+Runners: "agent" (the default) runs firmware/agent/gem_agent.py with the
+phone's Python; "benchmark_model" pushes LiteRT's stock benchmark_model binary
+(Android arm64, from the path the profile names) and runs the artifact's
+.tflite with it. benchmark_model keeps only summary statistics of its timed
+loop (count/min/max/avg/std in us; its flags offer per-op profiles, not
+per-run times), so its record holds those as latency_summary_ms with no raw
+samples, and every budget that needs raw samples is inconclusive.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Sequence
@@ -61,7 +72,7 @@ from harness.sensors.android_thermal import (
 )
 
 if TYPE_CHECKING:
-    from harness.profiles import DeviceProfile
+    from harness.profiles import DeviceProfile, RunSettings
     from harness.transports.base import Transport
 
 SEP = "@@GEMHIL@@"
@@ -99,6 +110,49 @@ class SensorSettings:
     meminfo_every: int = setting(4, minimum=1, help="dumpsys meminfo every N samples")
     battery_current_sign: int | None = setting(None, choices=(1, -1), help="+1 or -1: the "
                                                "sign of current_now while discharging")
+
+
+RUNNERS = ("agent", "benchmark_model")
+
+
+@registry.table("run", owner="android platform", prefix="android_",
+                help="Which runner times the model on an Android device.")
+@dataclass(frozen=True, kw_only=True)
+class RunnerSettings:
+    runner: str = setting("agent", choices=RUNNERS, help="\"agent\": the project's agent "
+                          "with [run] python; \"benchmark_model\": LiteRT's benchmark_model "
+                          "binary on the .tflite artifact (summary statistics only, no raw "
+                          "samples: percentile budgets are inconclusive)")
+    benchmark_model: str | None = setting(
+        None, help="host path of the Android arm64 benchmark_model binary, pushed to the "
+                   "device (never downloaded; firmware/android/README.md says where to get "
+                   "it); ~ expanded, ./ or ../ relative to the profile's folder; needed "
+                   "with android_runner = \"benchmark_model\"",
+        example='"~/.cache/gem-hil/android/benchmark_model"')
+
+    def check(self, ctx: TableContext) -> RunnerSettings:
+        if self.runner != "benchmark_model":
+            if self.benchmark_model is not None:
+                raise ctx.error("android_benchmark_model", "is only used with android_runner "
+                                "= \"benchmark_model\"; set that or remove this key")
+            return self
+        if ctx.raw.get("runtime") != "litert":
+            raise ctx.error("android_runner", "benchmark_model runs .tflite artifacts: set "
+                            f"runtime = \"litert\" (the profile says {ctx.raw.get('runtime')!r})")
+        if not self.benchmark_model:
+            raise ctx.error("android_benchmark_model", "android_runner = \"benchmark_model\" "
+                            "needs the binary's host path, e.g. android_benchmark_model = "
+                            '"~/.cache/gem-hil/android/benchmark_model" '
+                            "(firmware/android/README.md: how to obtain it)")
+        path = Path(self.benchmark_model).expanduser()
+        if self.benchmark_model.startswith(("./", "../")):
+            path = ctx.file.parent / self.benchmark_model
+        path = path.resolve()
+        if ctx.check_files and not path.is_file():
+            raise ctx.error("android_benchmark_model", f"{path} does not exist; put the Android "
+                            "arm64 benchmark_model there (firmware/android/README.md) or fix "
+                            "the path")
+        return dataclasses.replace(self, benchmark_model=str(path))
 
 
 class AndroidSampler:
@@ -228,6 +282,7 @@ class AndroidPlatform(Platform):
         # checked when the profile was loaded (registered below as android_* keys)
         self.conditioning: Conditioning = profile.settings["conditioning.android"]
         self.sensor_settings: SensorSettings = profile.settings["sensors.android"]
+        self.runner_settings: RunnerSettings = profile.settings["run.android"]
         self._sampler: AndroidSampler | None = None
         self._energy_before: dict[str, float] | None = None
         self._energy_t0 = 0.0
@@ -327,7 +382,9 @@ class AndroidPlatform(Platform):
             return
         if self._sampler is not None:  # a previous run failed before finish()
             self._sampler.stop()
-        self._sampler = AndroidSampler(link, self.sensor_settings,
+        # the process whose memory is sampled: the agent, or benchmark_model
+        pattern = "[b]enchmark_model" if self.external_runner() else AGENT_PATTERN
+        self._sampler = AndroidSampler(link, self.sensor_settings, pattern=pattern,
                                        max_lifetime_s=self.profile.run.timeout_s + 60)
         self._sampler.start()
 
@@ -371,15 +428,16 @@ class AndroidPlatform(Platform):
         return path
 
     def run_benchmark_model(self, transport: Transport, binary: Path, model_remote: str,
-                            extra: Sequence[str] = ()) -> dict[str, Any]:
+                            extra: Sequence[str] = (), settings: RunSettings | None = None
+                            ) -> dict[str, Any]:
         """Push benchmark_model (skipped when present), run it on model_remote
-        with the profile's stopping rule, and return agent-contract fields."""
+        with the run settings' stopping rule, and return agent-contract fields."""
         import posixpath
 
         from harness.errors import AgentError
         from harness.platforms import android_benchmark_model as bm
 
-        r = self.profile.run
+        r = settings or self.profile.run
         remote_bin = posixpath.join(r.workdir, "bin", "benchmark_model")
         transport.push(binary, remote_bin)
         transport.run(["chmod", "755", remote_bin], timeout_s=30)
@@ -393,8 +451,56 @@ class AndroidPlatform(Platform):
             result = bm.parse_output(text, " ".join(argv[:3]))
         except AndroidParseError as exc:
             raise AgentError(f"{self.profile.name}: benchmark_model failed (rc={res.rc}): "
-                             f"{exc}") from None
-        return bm.to_agent_output(result)
+                             f"{exc}", stderr_tail=res.stderr_tail(20), exit_code=res.rc
+                             ) from None
+        out = bm.to_agent_output(result)
+        out["wall_s"] = res.duration_s
+        return out
+
+    # -- the runner the profile chose ([run] android_runner) --------------
+
+    def external_runner(self) -> str | None:
+        """The name of the runner that replaces the agent, or None (the agent runs)."""
+        return "benchmark_model" if self.runner_settings.runner == "benchmark_model" else None
+
+    def run_external(self, transport: Transport, manifest: dict[str, Any], remote_dir: str,
+                     settings: RunSettings) -> dict[str, Any]:
+        """Time the pushed artifact with benchmark_model: its .tflite, the signature
+        of the smallest sequence bucket that holds [run] seq_len_tokens, integer
+        inputs drawn by the tool from the byte range (it cannot read our reference
+        inputs, so parity is not checked: null in the record)."""
+        import posixpath
+
+        from harness.errors import AgentError
+        from harness.platforms import android_benchmark_model as bm
+
+        if manifest.get("format") != "tflite":
+            raise AgentError(f"{self.profile.name}: android_runner = \"benchmark_model\" runs "
+                             f".tflite artifacts, this one is {manifest.get('format')!r}; run "
+                             "with --gem-format tflite or set android_runner = \"agent\"")
+        path = self.runner_settings.benchmark_model
+        if path is None:  # checked at load; a profile built in code may skip that
+            raise ConfigError(f"{self.profile.name}: [run] android_benchmark_model is not set")
+        binary = self.find_benchmark_model(path)
+        buckets = sorted(int(b) for b in manifest.get("seq_buckets") or [])
+        bucket = next((b for b in buckets if b >= settings.seq_len_tokens), None)
+        if bucket is None:
+            raise AgentError(f"{self.profile.name}: [run] seq_len_tokens = "
+                             f"{settings.seq_len_tokens} exceeds the artifact's largest "
+                             f"sequence bucket ({buckets[-1] if buckets else 'none'})")
+        signature = f"seq_{bucket}"
+        model_remote = posixpath.join(remote_dir, str(manifest["entrypoint"]))
+        high = int(manifest.get("vocab_size", 256)) - 1
+        extra = bm.input_flags(signature, "input_ids", 0, min(high, 255))
+        out = self.run_benchmark_model(transport, binary, model_remote, extra, settings)
+        out["runtime"].update({
+            "api": "benchmark_model (classic Interpreter, XNNPACK)",
+            "bucket": {"signature": signature, "requested_tokens": settings.seq_len_tokens,
+                       "padded_tokens": bucket,
+                       "input": "benchmark_model's generated input: random bytes 0-"
+                                f"{min(high, 255)} over all {bucket} positions (no padding)"}})
+        out["op_placement"] = bm.op_placement(out)
+        return out
 
     def _undo(self, transport: Transport) -> list[str]:
         undo = {"force_idle": ["dumpsys", "deviceidle", "unforce"],

@@ -29,6 +29,9 @@ _FOOT_RE = re.compile(r"Memory footprint delta from the start of the tool \(MB\)
                       r"init=([\d.]+) overall=([\d.]+)")
 _PEAK_RE = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring: ([\d.]+)")
 _ERR_RE = re.compile(r"^(?:ERROR: |E\S* )(.*)$", re.M)
+_XNN_FULL_RE = re.compile(r"XNNPACK delegate, and the model graph will be completely executed")
+_XNN_PART_RE = re.compile(r"XNNPACK delegate, and the model graph will be partially executed "
+                          r"by the delegate w/ (\d+) delegate kernels")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class BenchmarkModelResult:
     footprint_init_mb: float | None
     footprint_overall_mb: float | None
     peak_memory_mb: float | None
+    #: XNNPACK: True = the whole graph ran in the delegate, False = partly, None = not said
+    xnnpack_full: bool | None = None
+    xnnpack_partitions: int | None = None
 
 
 def parse_output(text: str, command: str = "benchmark_model") -> BenchmarkModelResult:
@@ -67,6 +73,7 @@ def parse_output(text: str, command: str = "benchmark_model") -> BenchmarkModelR
     init = _INIT_RE.search(text)
     foot = _FOOT_RE.search(text)
     peak = _PEAK_RE.search(text)
+    full, part = _XNN_FULL_RE.search(text), _XNN_PART_RE.search(text)
     return BenchmarkModelResult(
         init_ms=float(init.group(1)) if init else init_us / 1000.0,
         first_inference_us=float(timings.group(2)),
@@ -75,6 +82,8 @@ def parse_output(text: str, command: str = "benchmark_model") -> BenchmarkModelR
         footprint_init_mb=float(foot.group(1)) if foot else None,
         footprint_overall_mb=float(foot.group(2)) if foot else None,
         peak_memory_mb=float(peak.group(1)) if peak else None,
+        xnnpack_full=True if full else False if part else None,
+        xnnpack_partitions=int(part.group(1)) if part else 1 if full else None,
     )
 
 
@@ -86,6 +95,28 @@ def build_argv(binary: str, model: str, threads: int, warmup_count: int, min_cou
             f"--warmup_runs={warmup_count}", "--warmup_min_secs=0",
             f"--num_runs={min_count}", f"--min_secs={min_duration_s:g}",
             f"--max_secs={max_duration_s:g}", "--report_peak_memory_footprint=true", *extra]
+
+
+def input_flags(signature: str, input_name: str, low: int, high: int) -> list[str]:
+    """Run one signature (one sequence bucket) with integer inputs drawn from
+    [low, high] (both inclusive): benchmark_model's own random input, which for
+    token ids must stay inside the vocabulary."""
+    return [f"--signature_to_run_for={signature}",
+            f"--input_layer_value_range={input_name},{low},{high}"]
+
+
+def op_placement(out: dict[str, Any]) -> dict[str, Any]:
+    """Where benchmark_model ran the graph, from what it printed: XNNPACK is a CPU
+    delegate, so nothing runs on an accelerator and nothing can fall back to the
+    CPU; the tool names no per-op placement (ops_total unknown)."""
+    full, parts = out.get("xnnpack_full"), out.get("xnnpack_partitions")
+    note = ("benchmark_model: XNNPACK (CPU) ran the whole graph" if full else
+            f"benchmark_model: XNNPACK (CPU) ran {parts} partition(s), the rest on TFLite's "
+            "builtin CPU kernels" if full is False else
+            "benchmark_model did not say how the graph was delegated")
+    return {"accelerator": None, "delegate": "XNNPACK" if full is not None else None,
+            "delegated_partitions": parts, "ops_total": None, "ops_accelerator": 0,
+            "ops_cpu": None, "cpu_fallback_ops": 0, "fallback_op_names": [], "note": note}
 
 
 def to_agent_output(res: BenchmarkModelResult, runtime_version: str | None = None
@@ -115,4 +146,6 @@ def to_agent_output(res: BenchmarkModelResult, runtime_version: str | None = Non
         "parity": None,
         "run": {"count": inf.count, "duration_s": inf.avg_us * inf.count / 1e6,
                 "min_count_met": None, "min_duration_met": None, "stopped_by": None},
+        "xnnpack_full": res.xnnpack_full,
+        "xnnpack_partitions": res.xnnpack_partitions,
     }

@@ -56,3 +56,12 @@ class Platform:
         """Run the benchmark of the artifact pushed to remote_dir with the platform's
         own tool (runs_agent = False only); ``stage(step, detail)`` names each step."""
         raise NotImplementedError(f"platform {self.name!r} runs the project's agent")
+    def external_runner(self) -> str | None:
+        """The name of a runner that times the model instead of the agent (e.g.
+        Android's benchmark_model), or None: the agent runs."""
+        return None
+
+    def run_external(self, transport: Transport, manifest: dict[str, Any], remote_dir: str,
+                     settings: Any) -> dict[str, Any]:
+        """Run the external runner on the pushed artifact; agent-contract fields."""
+        raise NotImplementedError(f"platform {self.name} has no external runner")

@@ -27,7 +27,7 @@ from gem.config import get_config  # noqa: E402
 from gem.errors import ArtifactCorruptError  # noqa: E402
 from gem.export.generation import greedy_onnx  # noqa: E402
 from gem.export.onnx import export_onnx, make_session, run_session  # noqa: E402
-from gem.quantization import HYBRID_V1, quantize_onnx, summarize_quantized  # noqa: E402
+from gem.quantization import HYBRID_V1, HYBRID_V2, quantize_onnx, summarize_quantized  # noqa: E402,E501
 from gem.tokenizer import BOS_ID, encode_batch  # noqa: E402
 from tests.support.corpus import corpus_docs, require_corpus  # noqa: E402
 
@@ -179,7 +179,17 @@ def test_int8_really_quantizes_experts_and_is_smaller(built: dict[str, Path]) ->
     assert summary["dynamic_quantize_linear"] > 0
     assert any(w.startswith("layers.") and "scar.w_" in w for w in summary["int8_weights"])
     q = _manifest(built["int8"])["quantization"]
-    assert q["policy"] == HYBRID_V1.name
+    assert q["policy"] == HYBRID_V2.name
+    # the embedding tables are int8 too (weight-only, dequantized after the lookup)
+    assert q["int8_weight_only"] == ["pos_emb", "tok_emb.weight"]
+    inits = {i.name: i.data_type for i in onnx.load(str(int8)).graph.initializer}
+    assert inits["pos_emb_quantized"] == onnx.TensorProto.INT8 and "pos_emb" not in inits
+    # the generation graphs are int8 in the int8 variant, with the LM head
+    gen = _manifest(built["int8"])["generation"]
+    assert gen["precision"] == "int8"
+    assert gen["quantization"]["prefill.onnx"]["matmul_int8"] >= 6 * cfg.n_layers + 1
+    assert 0.0 <= gen["vs_fp32"]["next_token_top1_agreement"] <= 1.0
+    assert _manifest(built["fp32"])["generation"]["precision"] == "fp32"
     assert q["matmul_int8"] == summary["matmul_integer"] >= 6 * cfg.n_layers
     assert q["matmul_fp32"] == summary["matmul_fp32"] > 0  # router, head, attention scores
     assert q["by_group"]["expert"] == {"int8": 2 * cfg.n_layers, "fp32": 0}
