@@ -179,42 +179,24 @@ class DeviceSession:
         return BenchOutcome(record, path)
 
     def _run_agent(self, artifact: LocalArtifact, settings: RunSettings, run: _RunState) -> None:
-        if not self.platform.runs_agent:
-            self._run_platform_tool(artifact, settings, run)
+        tool = self.platform.bench_tool()  # Android's benchmark_model, the iOS bench app
+        if tool is not None:
+            self._run_platform_tool(tool, artifact, settings, run)
             return
         t0 = time.perf_counter()
-        external = self.platform.external_runner()  # e.g. Android's benchmark_model
-        agent_remote = ""
-        if external is None:
-            self._stage(run, "pushing the agent")
-            agent_remote = self.ensure_agent()
-            if not self._stale_checked:
-                self._stage(run, "looking for a stale agent")
-                self._end_stale_agent(agent_remote, run)
-                self._stale_checked = True
+        self._stage(run, "pushing the agent")
+        agent_remote = self.ensure_agent()
+        if not self._stale_checked:
+            self._stage(run, "looking for a stale agent")
+            self._end_stale_agent(agent_remote, run)
+            self._stale_checked = True
         self._stage(run, "pushing the artifact")
         remote_dir, run.push_skipped = self.push_artifact(artifact)
         eval_remote = self._push_eval_set(artifact, run) if run.benchmark == "eval" else None
         run.push_s = time.perf_counter() - t0
-        self._stage(run, "preparing the device")
-        run.conditioning = self.platform.prepare(self.transport) or {}
-        run.platform_prepared = True
-        run.sensors = SensorSession.for_profile(self.profile, self.transport)
-        t1 = time.perf_counter()
-        self._stage(run, "waiting for the device's sensors")
-        paths = run.sensors.before_run()
-        # cooldown and the idle-power baseline wait on purpose: not harness overhead
-        run.sensor_wait_s = sensor_wait_s(run.sensors, time.perf_counter() - t1)
-        if external is not None:
-            self._stage(run, f"running {external}", f"timed window {settings.min_duration_s:g}-"
-                        f"{settings.max_duration_s:g} s")
-            t2 = time.perf_counter()
-            run.agent_out = self.platform.run_external(self.transport, artifact.manifest,
-                                                       remote_dir, settings)
-            run.agent_wall_s = run.agent_out.pop("wall_s", time.perf_counter() - t2)
-            self._stage(run, "reading the device's sensors")
-            run.sensor_fields = run.sensors.after_run(run.agent_out)
-            return
+        paths = self._prepare_and_start_sensors(run)
+        sensors = run.sensors
+        assert sensors is not None
         args = agent_args(remote_dir, settings) + runtime_agent_args(self.profile)
         if self.profile.emulated:  # generation timing is recorded, not gated: keep it short
             args += ["--gen-runs", "6", "--prefill-runs", "20"]
@@ -229,12 +211,12 @@ class DeviceSession:
                                                          "the minimums")
         if run.stop_rule is not None:
             args += ["--stop-rule", json.dumps(run.stop_rule, separators=(",", ":"))]
-        args += run.sensors.agent_args()
+        args += sensors.agent_args()
         for path in paths:
             args += ["--sample-path", path]
         if paths:
-            args += ["--sample-interval-ms", str(run.sensors.sample_interval_ms)]
-        argv = run.sensors.agent_prefix() + self.platform.agent_argv(agent_remote, args)
+            args += ["--sample-interval-ms", str(sensors.sample_interval_ms)]
+        argv = sensors.agent_prefix() + self.platform.agent_argv(agent_remote, args)
         self._stage(run, "running the agent", f"timed window {settings.min_duration_s:g}-"
                     f"{settings.max_duration_s:g} s")
         warm = warm_up_judging()
@@ -251,7 +233,21 @@ class DeviceSession:
                 run.eval_set, run.agent_out.get("eval"),
                 int(artifact.manifest.get("num_classes") or 0), self.profile.name)
         self._stage(run, "reading the device's sensors")
-        run.sensor_fields = run.sensors.after_run(run.agent_out)
+        run.sensor_fields = sensors.after_run(run.agent_out)
+
+    def _prepare_and_start_sensors(self, run: _RunState) -> list[str]:
+        """Condition the device and start its sensors (after the push, so the push's
+        heat and current are not in the window); the paths the agent samples."""
+        self._stage(run, "preparing the device")
+        run.conditioning = self.platform.prepare(self.transport) or {}
+        run.platform_prepared = True
+        run.sensors = SensorSession.for_profile(self.profile, self.transport)
+        t1 = time.perf_counter()
+        self._stage(run, "waiting for the device's sensors")
+        paths = run.sensors.before_run()
+        # cooldown and the idle-power baseline wait on purpose: not harness overhead
+        run.sensor_wait_s = sensor_wait_s(run.sensors, time.perf_counter() - t1)
+        return paths
 
     def _push_eval_set(self, artifact: LocalArtifact, run: _RunState) -> str:
         """Build the eval set (hold-out examples + the build's references) and push
@@ -273,31 +269,41 @@ class DeviceSession:
             self.transport.push(local, remote, sha256=sha)
         return remote
 
-    def _run_platform_tool(self, artifact: LocalArtifact, settings: RunSettings,
+    def _run_platform_tool(self, tool: str, artifact: LocalArtifact, settings: RunSettings,
                            run: _RunState) -> None:
-        """A platform whose benchmark is a tool of its own (the iOS bench app,
-        harness/platforms/ios.py): the device is checked first (prepare), the artifact
-        is pushed as for the agent, then the platform's steps run and hand back the
-        agent's JSON contract. The host-side sysfs sensors do not apply (the link's
-        machine is not the device), so none are read."""
-        if run.ab_baseline is not None:
-            raise AgentError(f"{self.profile.name}: an interleaved A/B run needs the "
-                             f"project's agent; platform {self.platform.name!r} runs its own "
-                             "bench tool (drop --ab-variant)")
-        self._stage(run, "preparing the device")
-        run.conditioning = self.platform.prepare(self.transport) or {}
-        run.platform_prepared = True
-        self._stage(run, "pushing the artifact")
+        """A platform whose benchmark is a tool of its own (bench_tool(): Android's
+        benchmark_model, the iOS bench app): the artifact is pushed as for the agent,
+        the device prepared, its sensors read around the run where they apply
+        (tool_reads_sensors), and the tool hands back the agent's JSON contract."""
+        if run.ab_baseline is not None or run.benchmark == "eval":
+            what = "an interleaved A/B run" if run.ab_baseline is not None else \
+                "the eval benchmark"
+            fix = "drop --ab-variant" if run.ab_baseline is not None else \
+                "run eval on a profile whose platform runs the agent"
+            raise AgentError(f"{self.profile.name}: {what} needs the project's agent; "
+                             f"platform {self.platform.name!r} runs {tool} ({fix})")
         t0 = time.perf_counter()
+        self._stage(run, "pushing the artifact")
         remote_dir, run.push_skipped = self.push_artifact(artifact)
         run.push_s = time.perf_counter() - t0
+        if self.platform.tool_reads_sensors:
+            self._prepare_and_start_sensors(run)
+        else:  # the link's machine is not the device: prepare only checks the device
+            self._stage(run, "preparing the device")
+            run.conditioning = self.platform.prepare(self.transport) or {}
+            run.platform_prepared = True
         run.stop_rule, run.stop_rule_reason = None, self.platform.stop_rule_reason
+        self._stage(run, f"running {tool}", f"timed window {settings.min_duration_s:g}-"
+                    f"{settings.max_duration_s:g} s")
         warm = warm_up_judging()
-        tool = self.platform.run_tool(self.transport, artifact, remote_dir, settings,
-                                      lambda step, detail: self._stage(run, step, detail))
+        out = self.platform.run_tool(self.transport, artifact, remote_dir, settings,
+                                     lambda step, detail: self._stage(run, step, detail))
         warm.join()
-        run.agent_wall_s = tool.wall_s
-        run.agent_out = tool.out
+        run.agent_wall_s = out.wall_s
+        run.agent_out = out.out
+        if run.sensors is not None:
+            self._stage(run, "reading the device's sensors")
+            run.sensor_fields = run.sensors.after_run(run.agent_out)
 
     def _budgets(self, artifact: LocalArtifact, overrides: Mapping[str, float]
                  ) -> tuple[dict[str, float], dict[str, str]]:

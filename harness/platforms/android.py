@@ -40,13 +40,13 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError, HarnessError
-from harness.platforms.base import Platform
+from harness.platforms.base import Platform, ToolRun
 from harness.registry import TableContext, registry, setting
 from harness.sensors.android_memory import (
     AndroidParseError,
@@ -72,6 +72,7 @@ from harness.sensors.android_thermal import (
 )
 
 if TYPE_CHECKING:
+    from harness.artifacts import LocalArtifact
     from harness.profiles import DeviceProfile, RunSettings
     from harness.transports.base import Transport
 
@@ -383,7 +384,7 @@ class AndroidPlatform(Platform):
         if self._sampler is not None:  # a previous run failed before finish()
             self._sampler.stop()
         # the process whose memory is sampled: the agent, or benchmark_model
-        pattern = "[b]enchmark_model" if self.external_runner() else AGENT_PATTERN
+        pattern = "[b]enchmark_model" if self.bench_tool() else AGENT_PATTERN
         self._sampler = AndroidSampler(link, self.sensor_settings, pattern=pattern,
                                        max_lifetime_s=self.profile.run.timeout_s + 60)
         self._sampler.start()
@@ -459,12 +460,12 @@ class AndroidPlatform(Platform):
 
     # -- the runner the profile chose ([run] android_runner) --------------
 
-    def external_runner(self) -> str | None:
-        """The name of the runner that replaces the agent, or None (the agent runs)."""
+    def bench_tool(self) -> str | None:
+        """benchmark_model when [run] android_runner chose it, else None (the agent)."""
         return "benchmark_model" if self.runner_settings.runner == "benchmark_model" else None
 
-    def run_external(self, transport: Transport, manifest: dict[str, Any], remote_dir: str,
-                     settings: RunSettings) -> dict[str, Any]:
+    def run_tool(self, transport: Transport, artifact: LocalArtifact, remote_dir: str,
+                 settings: RunSettings, stage: Callable[[str, str], None]) -> ToolRun:
         """Time the pushed artifact with benchmark_model: its .tflite, the signature
         of the smallest sequence bucket that holds [run] seq_len_tokens, integer
         inputs drawn by the tool from the byte range (it cannot read our reference
@@ -474,6 +475,7 @@ class AndroidPlatform(Platform):
         from harness.errors import AgentError
         from harness.platforms import android_benchmark_model as bm
 
+        manifest = artifact.manifest
         if manifest.get("format") != "tflite":
             raise AgentError(f"{self.profile.name}: android_runner = \"benchmark_model\" runs "
                              f".tflite artifacts, this one is {manifest.get('format')!r}; run "
@@ -500,7 +502,7 @@ class AndroidPlatform(Platform):
                        "input": "benchmark_model's generated input: random bytes 0-"
                                 f"{min(high, 255)} over all {bucket} positions (no padding)"}})
         out["op_placement"] = bm.op_placement(out)
-        return out
+        return ToolRun(out=out, wall_s=float(out.pop("wall_s")))
 
     def _undo(self, transport: Transport) -> list[str]:
         undo = {"force_idle": ["dumpsys", "deviceidle", "unforce"],

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ToolRun:
-    """What a platform's own bench tool handed back (runs_agent = False): the
-    agent's JSON contract, and how long the tool ran (the record's agent_wall_s)."""
+    """What a platform's own bench tool handed back (bench_tool() is not None):
+    the agent's JSON contract, and how long the tool ran (the record's agent_wall_s)."""
 
     out: dict[str, Any]
     wall_s: float
@@ -25,11 +25,13 @@ class Platform:
     """Default behaviour for a POSIX device with a Python 3 for the agent."""
 
     name = "posix"
-    #: False: the benchmark runs in a tool of the platform's own (the iOS bench app),
-    #: through run_tool(), instead of the project's agent started by agent_argv()
-    runs_agent = True
-    #: why such a tool takes no sequential stopping rule (the record's why_not_sequential)
+    #: why the platform's bench tool takes no sequential stopping rule (the record's
+    #: why_not_sequential); only read when bench_tool() names one
     stop_rule_reason = ""
+    #: the profile's sensors are read around a bench tool's run: True where the link's
+    #: machine is the device (Android's sysfs and dumpsys), False where it is not (the
+    #: Mac in front of an iPhone)
+    tool_reads_sensors = True
 
     def __init__(self, profile: DeviceProfile) -> None:
         self.profile = profile
@@ -51,17 +53,14 @@ class Platform:
         """Undo conditioning after a run; returns extra facts for the record."""
         return {}
 
-    def run_tool(self, transport: Transport, artifact: LocalArtifact, remote_dir: str,
-                 settings: RunSettings, stage: Callable[[str, str], None]) -> ToolRun:
-        """Run the benchmark of the artifact pushed to remote_dir with the platform's
-        own tool (runs_agent = False only); ``stage(step, detail)`` names each step."""
-        raise NotImplementedError(f"platform {self.name!r} runs the project's agent")
-    def external_runner(self) -> str | None:
-        """The name of a runner that times the model instead of the agent (e.g.
-        Android's benchmark_model), or None: the agent runs."""
+    def bench_tool(self) -> str | None:
+        """The platform's own tool that times the model instead of the project's agent
+        (Android's benchmark_model, the iOS bench app), by name, or None: the agent
+        runs. One hook for every such tool, so the engine has one path for them."""
         return None
 
-    def run_external(self, transport: Transport, manifest: dict[str, Any], remote_dir: str,
-                     settings: Any) -> dict[str, Any]:
-        """Run the external runner on the pushed artifact; agent-contract fields."""
-        raise NotImplementedError(f"platform {self.name} has no external runner")
+    def run_tool(self, transport: Transport, artifact: LocalArtifact, remote_dir: str,
+                 settings: RunSettings, stage: Callable[[str, str], None]) -> ToolRun:
+        """Run the benchmark of the artifact pushed to remote_dir with bench_tool()
+        (called only when it names one); ``stage(step, detail)`` names each step."""
+        raise NotImplementedError(f"platform {self.name!r} runs the project's agent")

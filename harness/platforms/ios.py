@@ -168,8 +168,8 @@ class IosPlatform(Platform):
     """The steps of one benchmark on an iPhone behind a Mac (module docstring)."""
 
     name = "ios"
-    #: the engine runs run_tool() instead of pushing and starting the Python agent
-    runs_agent = False
+    #: the Mac is the link's machine, not the device: no host-side sensors apply
+    tool_reads_sensors = False
     stop_rule_reason = ("the iOS bench app stops at the minimums (min_count and "
                         "min_duration_s, capped by max_count / max_duration_s); it takes no "
                         "sequential looks")
@@ -274,7 +274,8 @@ class IosPlatform(Platform):
     # -- the engine's calls -------------------------------------------------
 
     def prepare(self, transport: Transport) -> dict[str, Any]:
-        """Step 1: the iPhone is there, paired and in Developer Mode; its facts."""
+        """Step 2 (after the engine's push): the iPhone is there, paired and in
+        Developer Mode; its facts."""
         env, _ = self.devicectl(transport, "find the iPhone", ["list", "devices"])
         assert env is not None
         try:
@@ -285,6 +286,10 @@ class IosPlatform(Platform):
                 "fingerprint": {**self.device_info.fingerprint(),
                                 "devicectl_version": env.version,
                                 "devicectl_json_version": env.json_version}}
+
+    def bench_tool(self) -> str | None:
+        """The bench app (firmware/ios) runs every benchmark: there is no agent."""
+        return "the iOS bench app"
 
     def check_reachable(self, transport: Transport) -> None:
         """`gem-hil devices --check`: the Mac answered; is the iPhone there too?"""

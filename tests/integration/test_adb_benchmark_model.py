@@ -62,6 +62,9 @@ def test_benchmark_model_run_gives_a_summary_record(bm_profile, adb_peer, tflite
     bucket = rec["environment"]["runtime_detail"]["bucket"]
     assert bucket["signature"] == "seq_32" and bucket["requested_tokens"] == 32
     assert rec["op_placement"]["delegate"] == "XNNPACK"
+    # the tool's own loop, said as such (not "the run failed before the agent started")
+    why = rec["stopping"]["why_not_sequential"]
+    assert "benchmark_model runs its own loop" in why, why
     verdicts = {v["metric"]: v for v in rec["verdicts"]}
     assert verdicts["latency_p95_ms"]["verdict"] == "inconclusive"
     assert "needs raw samples" in verdicts["latency_p95_ms"]["reason"]
@@ -85,6 +88,23 @@ def test_benchmark_model_run_gives_a_summary_record(bm_profile, adb_peer, tflite
     assert not any("gem_agent.py" in line for line in log)  # the agent was not pushed or run
 
 
+@pytest.mark.parametrize("kwargs, what", [({"name": "eval"}, "the eval benchmark"),
+                                           ({"ab": True}, "an interleaved A/B run")])
+def test_what_needs_the_agent_is_refused_with_the_fix(bm_profile, tflite_artifact, tmp_path,
+                                                      kwargs, what):
+    """benchmark_model cannot return predictions or interleave two artifacts: the run
+    says so and how to fix it, and is a recorded failure, not a record without them."""
+    reports = tmp_path / "reports"
+    if kwargs.pop("ab", False):
+        kwargs["ab_baseline"] = tflite_artifact
+    with DeviceSession(bm_profile) as session, \
+            pytest.raises(AgentError, match=rf"{what} needs the project's agent; platform "
+                                            r"'android' runs benchmark_model \("):
+        session.run_benchmark(tflite_artifact, report_dir=reports, **kwargs)
+    (path,) = reports.rglob("*.json")
+    assert json.loads(path.read_text())["overall_verdict"] == "error"
+
+
 def test_onnx_artifact_with_benchmark_model_is_a_recorded_failure(bm_profile, fixture_artifact,
                                                                    tmp_path):
     reports = tmp_path / "reports"
@@ -104,8 +124,9 @@ def test_tool_failure_is_an_agent_error_with_its_message(bm_profile, tflite_arti
         plat = session.platform
         assert isinstance(plat, AndroidPlatform)
         with pytest.raises(AgentError, match=r"benchmark_model failed \(rc=1\).*Could not open"):
-            plat.run_external(session.transport, tflite_artifact.manifest,
-                              "/data/local/tmp/gem-hil/artifacts/missing", bm_profile.run)
+            plat.run_tool(session.transport, tflite_artifact,
+                          "/data/local/tmp/gem-hil/artifacts/missing", bm_profile.run,
+                          lambda *_: None)
 
 
 def peer_sandbox_text(peer, device_path: str) -> str:

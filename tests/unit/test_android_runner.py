@@ -29,13 +29,13 @@ def profile_with_runner(tmp_path: Path, run_keys: str, runtime: str = "litert"):
 
 def test_default_runner_is_the_agent(tmp_path):
     plat = AndroidPlatform(profile_with_runner(tmp_path, ""))
-    assert plat.runner_settings.runner == "agent" and plat.external_runner() is None
+    assert plat.runner_settings.runner == "agent" and plat.bench_tool() is None
 
 
 def test_benchmark_model_runner_resolves_its_path(tmp_path):
     keys = f'android_runner = "benchmark_model"\nandroid_benchmark_model = "{STANDIN}"\n'
     plat = AndroidPlatform(profile_with_runner(tmp_path, keys))
-    assert plat.external_runner() == "benchmark_model"
+    assert plat.bench_tool() == "benchmark_model"
     assert plat.runner_settings.benchmark_model == str(STANDIN)
 
 

@@ -235,7 +235,8 @@ def test_the_shipped_profile_loads_with_its_ios_settings(iphone_profile):
     from harness.platforms.ios import IosPlatform
 
     platform = get_platform(p)
-    assert isinstance(platform, IosPlatform) and not platform.runs_agent
+    assert isinstance(platform, IosPlatform) and platform.bench_tool() is not None
+    assert platform.tool_reads_sensors is False  # the Mac is not the device
     assert platform.app_path == "gem-hil/ios/GemBench.app"
     args = platform.app_args("Documents/gem-hil/abc", "Documents/gem-hil/records/t.json", p.run)
     assert args[:2] == ["--artifact-dir", "Documents/gem-hil/abc"]

@@ -153,12 +153,14 @@ def test_no_name_lists_to_keep_in_step() -> None:
 def test_adding_a_runtime_is_one_registration(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "b.toml"
-    path.write_text('name = "b"\ntransport = "local"\nplatform = "linux"\nruntime = "rknn"\n')
-    with pytest.raises(ConfigError, match="runtime = 'rknn': no implementation"):
+    # a runtime nobody registered (rknn, the last one added, is registered now)
+    path.write_text('name = "b"\ntransport = "local"\nplatform = "linux"\n'
+                    'runtime = "acme-npu"\n')
+    with pytest.raises(ConfigError, match="runtime = 'acme-npu': no implementation"):
         parse_profile(path)
-    rknn = Plugin("runtime", "rknn", "RKNN", options={"artifact_format": "rknn"})
-    monkeypatch.setitem(registry._plugins["runtime"], "rknn", rknn)
-    assert parse_profile(path).runtime == "rknn"
+    acme = Plugin("runtime", "acme-npu", "ACME NPU", options={"artifact_format": "onnx"})
+    monkeypatch.setitem(registry._plugins["runtime"], "acme-npu", acme)
+    assert parse_profile(path).runtime == "acme-npu"
 
 
 def test_registering_twice_or_an_unknown_kind_is_refused() -> None:

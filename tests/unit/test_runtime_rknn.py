@@ -60,7 +60,8 @@ def test_bad_rknn_settings_name_the_key(tmp_path: Path, table: str, key: str) ->
 
 
 def test_a_variant_the_format_lacks_is_refused_at_plan_time() -> None:
-    with pytest.raises(ConfigError, match="variant 'fp16' does not exist for format onnx"):
+    with pytest.raises(ConfigError, match=r"--gem-variant 'fp16': runtime 'onnxruntime' runs "
+                                          r"onnx artifacts, which come as fp32, int8.*\(no fp16\)"):
         make_plan({"device": "local", "gem_variant": "fp16"})
     assert make_plan({"device": "local", "gem_format": "rknn", "gem_variant": "fp16"}).fmt == \
         "rknn"
