@@ -32,6 +32,8 @@ from tests.benchmarks.goals import judge, word
 
 
 def _fmt(ci: dict) -> str:
+    if ci["mean"] is None:  # a ratio whose denominator (fine-tuning's forgetting) was <= 0
+        return f"undefined (fine-tuning did not forget in some seed) {ci['values']}"
     lo, hi = ci["ci95"]
     band = f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "[n/a: one seed]"
     return f"{ci['mean']:.3f} {band} over {ci['n_seeds']} seed(s) {ci['values']}"

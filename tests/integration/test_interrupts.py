@@ -173,16 +173,23 @@ def only_record(report_dir: Path) -> dict:
     return json.loads(paths[0].read_text())
 
 
-def short_run_passes(dev: Device, tmp_path: Path, tag: str) -> dict:
+def short_run_completes(dev: Device, tmp_path: Path, tag: str) -> dict:
+    """A short run on the device completes: exit 0 (pass) or 2 (inconclusive) with a
+    complete, error-free record -- never 3 (the run failed: the device was not free).
+    Inconclusive is allowed because this shared host can make the latency series so
+    autocorrelated that a short run's p95 interval stays open; that is the gate
+    being honest about a contended machine, not the device being busy."""
     targets = dev.make_targets(tmp_path / f"targets-{tag}", SHORT_RUN)
     (profile,) = targets.glob("*.toml")
     profile.write_text(set_toml_keys(profile.read_text(), "validity", LENIENT_VALIDITY))
     reports = tmp_path / f"reports-{tag}"
     with harness(dev, targets, reports) as h:
         rc, out, err = h.finish(timeout=600)
-    assert rc == 0, f"rc {rc}\n{out[-3000:]}\n{err[-3000:]}"
+    assert rc in (0, 2), f"rc {rc}\n{out[-3000:]}\n{err[-3000:]}"
     rec = only_record(reports)
-    assert schema_errors(rec) == [] and rec["overall_verdict"] == "pass"
+    assert schema_errors(rec) == [] and rec["error"] is None
+    assert rec["overall_verdict"] == ("pass" if rc == 0 else "inconclusive"), rc
+    assert rec["latency_ms"]["count"] >= SHORT_RUN["min_count"]
     return rec
 
 
@@ -231,7 +238,7 @@ def test_sigkilled_harness_leaves_no_agent_and_next_run_passes(device: Device,
                  f"the orphaned agent stopped itself (watchdog period {WATCHDOG_PERIOD_S} s)")
         assert time.monotonic() - t0 < limit
     assert not device.lease.exists()
-    rec = short_run_passes(device, tmp_path, "next")
+    rec = short_run_completes(device, tmp_path, "next")
     assert not any("stale" in n for n in rec["environment"]["conditioning"].get("notes", []))
 
 
@@ -283,12 +290,12 @@ def posixpath_join(*parts: str) -> str:
 
 
 def test_next_run_ends_a_stale_agent_before_it_starts(device: Device, tmp_path: Path) -> None:
-    first = short_run_passes(device, tmp_path, "first")  # pushes agent and artifact
+    first = short_run_completes(device, tmp_path, "first")  # pushes agent and artifact
     release = _start_orphan(device, tmp_path, first)
     try:
         (stale_pid,) = wait_for(device.agent_pids, 60, "the stale agent started")
         wait_for(device.lease.exists, 10, "the stale agent wrote its lease")
-        rec = short_run_passes(device, tmp_path, "after-stale")
+        rec = short_run_completes(device, tmp_path, "after-stale")
         assert stale_pid not in device.agent_pids()
         notes = rec["environment"]["conditioning"].get("notes", [])
         assert any(n.startswith("ended a stale agent an earlier run left running: PID "
