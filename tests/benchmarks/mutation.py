@@ -68,7 +68,8 @@ TARGETS: tuple[Target, ...] = (
             "record_measurements", "_ci", "unstable_verdict"),
            ("tests/unit/test_budgets.py", "tests/unit/test_budget_measurements.py",
             "tests/unit/test_gate_cli.py")),
-    Target("stats", "harness/stats.py", (), ("tests/unit/test_stats_ci.py",)),
+    Target("stats", "harness/stats.py", (),
+           ("tests/unit/test_stats_ci.py", "tests/unit/test_stats_exact.py")),
     Target("regression", "harness/regression.py", (),
            ("tests/unit/test_regression_compare.py",)),
     Target("validity", "harness/validity.py", (), ("tests/unit/test_validity_run.py",)),
@@ -87,7 +88,8 @@ TARGETS: tuple[Target, ...] = (
            ("tests/unit/test_agent.py",)),
     Target("agent-stopping", "firmware/agent/gem_agent.py",
            ("timed_loop", "sequential_decision", "exceedance_boundaries", "with_period"),
-           ("tests/unit/test_stats_ci.py", "tests/unit/test_agent.py")),
+           ("tests/unit/test_stats_ci.py", "tests/unit/test_agent.py",
+            "tests/unit/test_agent_stopping.py")),
 )
 
 
@@ -180,7 +182,14 @@ def run_target(t: Target, work: Path, count_only: bool = False,
         n_jobs = db.num_work_items - len(skip)
         if sample is not None and sample < n_jobs:
             import random
-            inside = sorted(w.job_id for w in db.work_items if w.job_id not in skip)
+            # ordered by what the mutant is, not by its job id (a fresh uuid each run):
+            # the same --seed then draws the same mutants on every run
+            def what(w):  # noqa: ANN001, ANN202 - cosmic-ray's WorkItem
+                m = w.mutations[0]
+                return (str(m.module_path), tuple(m.start_pos), m.operator_name, m.occurrence)
+
+            items = sorted((w for w in db.work_items if w.job_id not in skip), key=what)
+            inside = [w.job_id for w in items]
             drawn = set(random.Random(seed).sample(inside, sample))
             db.set_multiple_results([j for j in inside if j not in drawn],
                                     WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
