@@ -194,7 +194,7 @@ class DeviceSession:
         remote_dir, run.push_skipped = self.push_artifact(artifact)
         eval_remote = self._push_eval_set(artifact, run) if run.benchmark == "eval" else None
         run.push_s = time.perf_counter() - t0
-        paths = self._prepare_and_start_sensors(run)
+        paths = self._prepare_device(run)
         sensors = run.sensors
         assert sensors is not None
         args = agent_args(remote_dir, settings) + runtime_agent_args(self.profile)
@@ -235,12 +235,14 @@ class DeviceSession:
         self._stage(run, "reading the device's sensors")
         run.sensor_fields = sensors.after_run(run.agent_out)
 
-    def _prepare_and_start_sensors(self, run: _RunState) -> list[str]:
-        """Condition the device and start its sensors (after the push, so the push's
-        heat and current are not in the window); the paths the agent samples."""
+    def _prepare_device(self, run: _RunState, sensors: bool = True) -> list[str]:
+        """Condition the device and (sensors) start its sensors, after the push so the
+        push's heat and current are not in the window; the paths the agent samples."""
         self._stage(run, "preparing the device")
         run.conditioning = self.platform.prepare(self.transport) or {}
         run.platform_prepared = True
+        if not sensors:
+            return []
         run.sensors = SensorSession.for_profile(self.profile, self.transport)
         t1 = time.perf_counter()
         self._stage(run, "waiting for the device's sensors")
@@ -275,23 +277,19 @@ class DeviceSession:
         benchmark_model, the iOS bench app): the artifact is pushed as for the agent,
         the device prepared, its sensors read around the run where they apply
         (tool_reads_sensors), and the tool hands back the agent's JSON contract."""
-        if run.ab_baseline is not None or run.benchmark == "eval":
-            what = "an interleaved A/B run" if run.ab_baseline is not None else \
-                "the eval benchmark"
-            fix = "drop --ab-variant" if run.ab_baseline is not None else \
-                "run eval on a profile whose platform runs the agent"
-            raise AgentError(f"{self.profile.name}: {what} needs the project's agent; "
-                             f"platform {self.platform.name!r} runs {tool} ({fix})")
+        for asked, what, fix in (
+                (run.ab_baseline is not None, "an interleaved A/B run", "drop --ab-variant"),
+                (run.benchmark == "eval", "the eval benchmark",
+                 "run eval on a profile whose platform runs the agent")):
+            if asked:
+                raise AgentError(f"{self.profile.name}: {what} needs the project's agent; "
+                                 f"platform {self.platform.name!r} runs {tool} ({fix})")
         t0 = time.perf_counter()
         self._stage(run, "pushing the artifact")
         remote_dir, run.push_skipped = self.push_artifact(artifact)
         run.push_s = time.perf_counter() - t0
-        if self.platform.tool_reads_sensors:
-            self._prepare_and_start_sensors(run)
-        else:  # the link's machine is not the device: prepare only checks the device
-            self._stage(run, "preparing the device")
-            run.conditioning = self.platform.prepare(self.transport) or {}
-            run.platform_prepared = True
+        # where the link's machine is not the device (a Mac), prepare only checks it
+        self._prepare_device(run, sensors=self.platform.tool_reads_sensors)
         run.stop_rule, run.stop_rule_reason = None, self.platform.stop_rule_reason
         self._stage(run, f"running {tool}", f"timed window {settings.min_duration_s:g}-"
                     f"{settings.max_duration_s:g} s")

@@ -9,6 +9,11 @@ different model or a different description of the same one.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,3 +251,50 @@ def quality_report(net: Any, general: Any, train_set: list[Sample], holdout: lis
             "preds_general": list(ev_gen.preds),
         },
     }
+
+
+@contextlib.contextmanager
+def quiet_converter(loggers: tuple[str, ...], env: Mapping[str, str],
+                    stderr: bool = False) -> Iterator[None]:
+    """Silence a converter while it runs: the named loggers at ERROR, ``env`` set
+    (its progress-bar / log-level switches), warnings and stdout (stderr too when
+    asked) to /dev/null, all restored afterwards. The harness shows its own
+    progress; a converter's chatter would only bury it."""
+    logs = [logging.getLogger(n) for n in loggers]
+    levels = [lg.level for lg in logs]
+    old_env = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    for lg in logs:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), open(os.devnull, "w") as null, \
+                contextlib.redirect_stdout(null), \
+                (contextlib.redirect_stderr(null) if stderr else contextlib.nullcontext()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lvl in zip(logs, levels, strict=True):
+            lg.setLevel(lvl)
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def named_io(model: Any, output_name: str | None = None) -> Any:
+    """Wrap ``model`` so the exported program's input is called ``input_ids`` (the
+    forward's argument name is what torch.export records) and, with output_name,
+    its output is that name's entry of a dict (LiteRT's signature output)."""
+    import torch
+
+    class Named(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+
+        def forward(self, input_ids: torch.Tensor) -> Any:
+            out = self.net(input_ids)
+            return out if output_name is None else {output_name: out}
+
+    return Named().eval()

@@ -35,11 +35,8 @@ as ``cpu_fallback_ops`` by name.
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 import shutil
 import time
-import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -48,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from gem.errors import BuildError
+from gem.export.common import named_io, quiet_converter
 
 INPUT_NAME = "input_ids"
 OUTPUT_NAME = "logits"
@@ -86,30 +84,12 @@ class CoreMLExport:
     buckets: tuple[int, ...]
 
 
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
+def quiet() -> contextlib.AbstractContextManager[None]:
     """Silence coremltools' progress bars, its "torch version not tested" and
     "Failed to load libcoremlpython" lines (expected on Linux), and torch.export
     chatter: the harness shows its own progress."""
-    names = ("coremltools", "torch.export", "torch._dynamo", "torch.fx", "root")
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    old_tqdm = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), open(os.devnull, "w") as null, \
-                contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lvl in zip(loggers, levels, strict=True):
-            lg.setLevel(lvl)
-        if old_tqdm is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = old_tqdm
+    return quiet_converter(("coremltools", "torch.export", "torch._dynamo", "torch.fx", "root"),
+                           {"TQDM_DISABLE": "1"}, stderr=True)
 
 
 def import_coremltools() -> Any:
@@ -123,21 +103,6 @@ def import_coremltools() -> Any:
     return coremltools
 
 
-def _named_io(model: Any) -> Any:
-    """Wrap so the program's input is ``input_ids`` (the ExportedProgram's arg name)."""
-    import torch
-
-    class Named(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = model
-
-        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            return self.net(input_ids)
-
-    return Named().eval()
-
-
 def export_coreml(model: Any, package: Path, buckets: tuple[int, ...]) -> CoreMLExport:
     """Convert ``model`` (a GemModel) into an fp16 ML program with one enumerated
     input shape ``[1, L]`` per bucket; saves the ``.mlpackage`` folder."""
@@ -145,7 +110,7 @@ def export_coreml(model: Any, package: Path, buckets: tuple[int, ...]) -> CoreML
     import torch
 
     ct = import_coremltools()
-    net = _named_io(model)
+    net = named_io(model)
     seq = torch.export.Dim("seq", min=1, max=max(buckets))
     example = torch.full((1, buckets[min(2, len(buckets) - 1)]), 65, dtype=torch.long)  # not pad
     default = [1, buckets[0]]

@@ -35,12 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
-import os
 import time
-import warnings
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from gem.errors import BuildError
+from gem.export.common import named_io, quiet_converter
 
 INPUT_NAME = "input_ids"
 OUTPUT_NAME = "logits"
@@ -161,44 +158,11 @@ def litert_friendly(model: Any) -> Any:
     return net
 
 
-def _named_io(model: Any) -> Any:
-    """Wrap so the signature's input is ``input_ids`` and its output ``logits``."""
-    import torch
-
-    class Named(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = model
-
-        def forward(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {OUTPUT_NAME: self.net(input_ids)}
-
-    return Named().eval()
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
+def quiet() -> contextlib.AbstractContextManager[None]:
     """Silence the converter's and quantizer's progress lines and warnings
     (the harness shows its own progress), and absl/TF logging on stderr."""
-    names = ("torch.export", "torch._dynamo", "torch.fx", "absl", "litert_torch", "root")
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    old_env = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), open(os.devnull, "w") as null, \
-                contextlib.redirect_stdout(null):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lvl in zip(loggers, levels, strict=True):
-            lg.setLevel(lvl)
-        if old_env is None:
-            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
-        else:
-            os.environ["TF_CPP_MIN_LOG_LEVEL"] = old_env
+    return quiet_converter(("torch.export", "torch._dynamo", "torch.fx", "absl", "litert_torch",
+                            "root"), {"TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
 def export_tflite(model: Any, path: Path, buckets: tuple[int, ...]) -> TfliteExport:
@@ -211,7 +175,7 @@ def export_tflite(model: Any, path: Path, buckets: tuple[int, ...]) -> TfliteExp
         raise BuildError(f"a tflite artifact needs litert-torch ({exc}); install the litert "
                          "extra: pip install -e '.[litert]'") from None
 
-    net = _named_io(litert_friendly(model))
+    net = named_io(litert_friendly(model), OUTPUT_NAME)
     conv = litert_torch.Converter()
     for b in buckets:
         # a real-token example (not pad): the trace must not specialise on padding

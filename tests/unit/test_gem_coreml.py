@@ -44,8 +44,10 @@ def built(cache_dir: Path) -> dict[str, Path]:
 def test_model_exports_with_a_dynamic_sequence_axis_unchanged():
     """torch.export over every length at once (what the conversion uses), with
     the eager model's outputs at lengths on either side of the example's."""
-    net = coreml._named_io(__import__("gem.model", fromlist=["build_model"])
-                           .build_model(get_config("tiny"), seed=1))
+    from gem.export.common import named_io
+    from gem.model import build_model
+
+    net = named_io(build_model(get_config("tiny"), seed=1))
     seq = torch.export.Dim("seq", min=1, max=1024)
     ep = torch.export.export(net, (torch.full((1, 64), 65),),
                              dynamic_shapes={"input_ids": {1: seq}})
